@@ -1,0 +1,1 @@
+"""Audit: who may open which recording, and the tamper-evident log of every decision."""

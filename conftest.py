@@ -1,0 +1,108 @@
+"""Shared test fixtures: the real services every test talks to.
+
+PostgreSQL and Redis run on this machine (``.ci/run`` starts them when they are down); S3 is
+moto's server on loopback; Twilio is the project's own fake (``faketwilio``) on loopback. A test
+that needs one of them fails, never skips, when it is missing.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import boto3
+import pytest
+import redis
+from django.conf import settings
+
+TEST_BUCKET = "portal-test-recordings"
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname, parts.port or default_port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _services_are_up() -> None:
+    """Fail the run at once, with the fix, when PostgreSQL or Redis is not running."""
+    database = settings.DATABASES["default"]
+    if database["ENGINE"].endswith("postgresql") and not _reachable(
+        f"//{database.get('HOST') or '127.0.0.1'}:{database.get('PORT') or 5432}", 5432
+    ):
+        pytest.exit("PostgreSQL is not reachable: run `make services` (or .ci/run)", 3)
+    if settings.REDIS_URL and not _reachable(settings.REDIS_URL, 6379):
+        pytest.exit("Redis is not reachable: run `make services` (or .ci/run)", 3)
+
+
+@pytest.fixture(autouse=True)
+def _clean_redis() -> Iterator[None]:
+    """Each test starts with an empty Redis database (cache, broker queues)."""
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.flushdb()
+    yield
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def fake_twilio_server():
+    """One fake Twilio HTTP server on loopback for the whole run."""
+    from faketwilio import FakeTwilio
+
+    server = FakeTwilio(
+        account_sid=settings.TWILIO_ACCOUNT_SID, auth_token=settings.TWILIO_AUTH_TOKEN
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_twilio(fake_twilio_server, settings):
+    """The fake Twilio, emptied, and the portal pointed at it (``TWILIO_API_OVERRIDE``)."""
+    fake_twilio_server.reset()
+    settings.TWILIO_API_OVERRIDE = fake_twilio_server.url
+    yield fake_twilio_server
+    fake_twilio_server.reset()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """moto's S3 server on a free loopback port; yields its endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_server, settings):
+    """An empty test bucket on the moto server, with the portal's storage pointed at it."""
+    settings.AWS_STORAGE_BUCKET_NAME = TEST_BUCKET
+    settings.AWS_S3_ENDPOINT_URL = s3_server
+    settings.AWS_S3_REGION_NAME = "us-east-1"
+    settings.AWS_ACCESS_KEY_ID = "testing"
+    settings.AWS_SECRET_ACCESS_KEY = "testing"  # noqa: S105 - moto's throwaway credentials
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_server,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",  # noqa: S106
+    )
+    client.create_bucket(Bucket=TEST_BUCKET)
+    yield client
+    for page in client.get_paginator("list_object_versions").paginate(Bucket=TEST_BUCKET):
+        for item in page.get("Versions", []) + page.get("DeleteMarkers", []):
+            client.delete_object(Bucket=TEST_BUCKET, Key=item["Key"], VersionId=item["VersionId"])
+    client.delete_bucket(Bucket=TEST_BUCKET)

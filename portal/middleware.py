@@ -1,0 +1,70 @@
+"""Cross-cutting request handling: request ids and the admin session's idle/absolute limits."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Callable
+
+from django.conf import settings
+from django.contrib.auth import logout
+from django.http import HttpRequest, HttpResponse
+
+from portal.logging import request_id_var
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_ACCEPTABLE_INCOMING_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+
+class RequestIdMiddleware:
+    """Give every request an id, put it on every log line, and answer it in ``X-Request-ID``.
+
+    A well-formed id from a trusted front proxy is kept so one request can be followed across
+    systems; anything else is replaced, so a caller cannot inject text into the logs.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        incoming = request.headers.get(REQUEST_ID_HEADER, "")
+        request_id = incoming if _ACCEPTABLE_INCOMING_ID.match(incoming) else uuid.uuid4().hex
+        request.request_id = request_id
+        token = request_id_var.set(request_id)
+        try:
+            response = self.get_response(request)
+        finally:
+            request_id_var.reset(token)
+        response[REQUEST_ID_HEADER] = request_id
+        return response
+
+
+class SessionTimeoutMiddleware:
+    """End a logged-in session after ``SESSION_IDLE_TIMEOUT_SECONDS`` idle or
+    ``SESSION_COOKIE_AGE`` in all, whichever comes first (admin sessions of compliance staff).
+    """
+
+    _STARTED = "_portal_session_started"
+    _SEEN = "_portal_session_seen"
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            now = time.time()
+            started = request.session.get(self._STARTED, now)
+            seen = request.session.get(self._SEEN, now)
+            if (
+                now - seen > settings.SESSION_IDLE_TIMEOUT_SECONDS
+                or now - started > settings.SESSION_COOKIE_AGE
+            ):
+                logout(request)
+            else:
+                request.session[self._STARTED] = started
+                # Written at most once a minute, so every page view is not a session write.
+                if now - seen > 60 or self._SEEN not in request.session:
+                    request.session[self._SEEN] = now
+        return self.get_response(request)

@@ -1,0 +1,16 @@
+"""URL map. External paths are fixed by ``../shared/CONTRACT.md``."""
+
+from django.contrib import admin
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView
+
+from portal import health
+from recordings import webhooks
+
+urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("twilio/recording-status", webhooks.recording_status, name="recording-status"),
+    path("admin/", admin.site.urls),
+]

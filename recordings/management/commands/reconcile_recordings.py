@@ -1,0 +1,48 @@
+"""``reconcile_recordings --since YYYY-MM-DD``: sync what callbacks missed."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from tqdm import tqdm
+
+from recordings import services, twilio_client
+
+
+def _date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise CommandError(f"--since must be YYYY-MM-DD, not {value!r}") from None
+
+
+class Command(BaseCommand):
+    help = (
+        "List recordings at Twilio created since a date (main account and subaccounts) and "
+        "sync those that are missing here or stale."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--since", required=True, help="YYYY-MM-DD (UTC)")
+        parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    def handle(self, *args, since: str, no_progress: bool, **options) -> None:
+        start = _date(since)
+        with tqdm(
+            desc="recordings", unit="rec", disable=no_progress, file=self.stderr._out
+        ) as bar:
+            try:
+                summary = services.recordings_reconcile(
+                    since=start, on_progress=lambda _resource: bar.update(1)
+                )
+            except twilio_client.TwilioError as exc:
+                raise CommandError(f"reconciliation stopped: {exc}") from None
+        self.stdout.write(
+            f"seen {summary.seen}, synced {summary.synced}, "
+            f"up to date {summary.up_to_date}, failed {summary.failed}"
+        )
+        for error in summary.errors[:20]:
+            self.stderr.write(f"  {error}")
+        if summary.failed:
+            raise CommandError(f"{summary.failed} recordings could not be stored")

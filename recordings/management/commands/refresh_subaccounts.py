@@ -1,0 +1,18 @@
+"""``refresh_subaccounts``: fetch the list of subaccounts whose callbacks are accepted."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+
+from recordings import services, twilio_client
+
+
+class Command(BaseCommand):
+    help = "Refresh the subaccounts of the configured Twilio account (also runs hourly)."
+
+    def handle(self, *args, **options) -> None:
+        try:
+            count = services.subaccounts_refresh()
+        except twilio_client.TwilioError as exc:
+            raise CommandError(f"refresh failed: {exc}") from None
+        self.stdout.write(f"{count} subaccounts")

@@ -1,0 +1,172 @@
+"""Recordings as Twilio reports them, the raw callbacks that announced them, and the Twilio
+accounts whose callbacks the portal accepts."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+
+class RecordingStatus(models.TextChoices):
+    """Twilio's Recording ``status`` values, plus ``failed`` from status callbacks."""
+
+    IN_PROGRESS = "in-progress"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    ABSENT = "absent"
+    FAILED = "failed"
+    DELETED = "deleted"
+
+
+# How far along its life a status is. A status never replaces one of a higher rank, so
+# callbacks and fetches arriving out of order never move a recording back.
+STATUS_RANK: dict[str, int] = {
+    RecordingStatus.IN_PROGRESS: 10,
+    RecordingStatus.PAUSED: 10,
+    RecordingStatus.STOPPED: 20,
+    RecordingStatus.PROCESSING: 30,
+    RecordingStatus.COMPLETED: 40,
+    RecordingStatus.ABSENT: 40,
+    RecordingStatus.FAILED: 40,
+    RecordingStatus.DELETED: 50,
+}
+
+
+class SyncState(models.TextChoices):
+    """Where the portal's copy of a recording's metadata stands."""
+
+    PENDING = "pending", "pending"
+    SYNCED = "synced", "synced"
+    SYNC_FAILED = "sync_failed", "sync failed"
+
+
+class MediaLocation(models.TextChoices):
+    """Where a recording's media file lives."""
+
+    UNKNOWN = "unknown", "unknown"
+    TWILIO = "twilio", "Twilio"
+    S3 = "s3", "S3 bucket"
+
+
+class Recording(models.Model):
+    """One Twilio Recording resource, as last synced from Twilio's REST API."""
+
+    sid = models.CharField("recording SID", max_length=34, unique=True)
+    account_sid = models.CharField(max_length=34, db_index=True)
+    call_sid = models.CharField(max_length=34, blank=True, db_index=True)
+    conference_sid = models.CharField(max_length=34, blank=True)
+    status = models.CharField(max_length=16, choices=RecordingStatus.choices, blank=True)
+    source = models.CharField(max_length=40, blank=True)
+    channels = models.PositiveSmallIntegerField(null=True, blank=True)
+    track = models.CharField(max_length=16, blank=True)
+    duration_seconds = models.PositiveIntegerField(null=True, blank=True)
+    start_time = models.DateTimeField(null=True, blank=True, db_index=True)
+    date_created = models.DateTimeField("created at Twilio", null=True, blank=True)
+    date_updated = models.DateTimeField("updated at Twilio", null=True, blank=True)
+    price = models.DecimalField(max_digits=12, decimal_places=5, null=True, blank=True)
+    price_unit = models.CharField(max_length=3, blank=True)
+    error_code = models.PositiveIntegerField(null=True, blank=True)
+    twilio_uri = models.CharField(max_length=255, blank=True)
+    media_url = models.TextField(blank=True)
+
+    encryption_type = models.CharField(max_length=16, blank=True)
+    encryption_public_key_sid = models.CharField(max_length=34, blank=True)
+    encryption_cek = models.TextField("encrypted content key", blank=True)
+    encryption_iv = models.CharField(max_length=64, blank=True)
+
+    media_location = models.CharField(
+        max_length=16, choices=MediaLocation.choices, default=MediaLocation.UNKNOWN
+    )
+    media_bucket = models.CharField(max_length=63, blank=True)
+    media_key = models.CharField(max_length=1024, blank=True)
+
+    sync_state = models.CharField(
+        max_length=16, choices=SyncState.choices, default=SyncState.PENDING, db_index=True
+    )
+    sync_error = models.TextField(blank=True)
+    synced_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-start_time", "-id"]
+        indexes = [models.Index(fields=["-created_at"], name="recording_created_idx")]
+
+    def __str__(self) -> str:
+        return self.sid
+
+    @property
+    def is_encrypted(self) -> bool:
+        """True when Twilio encrypted the media with one of the customer's public keys."""
+        return bool(self.encryption_type)
+
+
+class EventState(models.TextChoices):
+    """Where the processing of one stored callback stands."""
+
+    PENDING = "pending", "pending"
+    PROCESSED = "processed", "processed"
+    FAILED = "failed", "failed"
+
+
+class RecordingEvent(models.Model):
+    """One accepted ``recordingStatusCallback``, stored before anything else happens.
+
+    The row is the durable record that Twilio told us something: if the broker is down the row
+    stays ``pending`` and the periodic dispatcher picks it up. One row per recording and status:
+    Twilio's retries and replays land on the existing row.
+    """
+
+    recording_sid = models.CharField(max_length=34)
+    account_sid = models.CharField(max_length=34)
+    recording_status = models.CharField(max_length=16, blank=True)
+    idempotency_token = models.CharField(max_length=128, blank=True)
+    payload = models.JSONField(help_text="Every parameter of the callback, as received.")
+    received_at = models.DateTimeField(default=timezone.now, db_index=True)
+    deliveries = models.PositiveIntegerField(
+        default=1, help_text="How many times Twilio delivered this callback."
+    )
+    state = models.CharField(
+        max_length=16, choices=EventState.choices, default=EventState.PENDING, db_index=True
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    last_error = models.TextField(blank=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["recording_sid", "recording_status"], name="one_event_per_status"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["state", "next_attempt_at"], name="event_due_idx"),
+            models.Index(fields=["recording_sid"], name="event_recording_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.recording_sid} {self.recording_status}"
+
+
+class TwilioSubaccount(models.Model):
+    """A subaccount of the configured Twilio account whose callbacks the portal accepts.
+
+    Refreshed from Twilio's Accounts list by a periodic task (never during a webhook). The
+    subaccount's auth token signs its callbacks; it is stored sealed under the master key.
+    """
+
+    sid = models.CharField(max_length=34, unique=True)
+    friendly_name = models.CharField(max_length=128, blank=True)
+    status = models.CharField(max_length=16, blank=True)
+    sealed_auth_token = models.TextField(blank=True, editable=False)
+    refreshed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["sid"]
+
+    def __str__(self) -> str:
+        return f"{self.sid} ({self.friendly_name})" if self.friendly_name else self.sid

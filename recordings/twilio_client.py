@@ -1,0 +1,290 @@
+"""The only place that talks to Twilio.
+
+Builds the ``twilio`` REST client (honouring ``TWILIO_API_OVERRIDE`` for tests and the demo),
+turns Twilio's failures into two kinds the rest of the portal can act on (transient: try again
+later; fatal: stop and show it), and offers the few calls the REST client does not have
+(Flex token validation, streaming media download).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+from django.conf import settings
+from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
+
+
+class TwilioError(Exception):
+    """A call to Twilio did not succeed."""
+
+    def __init__(self, message: str, *, status: int | None = None, code: int | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class TwilioUnavailable(TwilioError):
+    """Twilio could not be reached, timed out, or answered 5xx/429: worth trying again."""
+
+
+class TwilioRejected(TwilioError):
+    """Twilio answered with a final refusal (401, 403, 404, 400…): retrying will not help."""
+
+
+class TwilioNotConfigured(TwilioError):
+    """``TWILIO_ACCOUNT_SID`` / ``TWILIO_AUTH_TOKEN`` are not set."""
+
+
+def rewrite_url(url: str) -> str:
+    """Map a twilio.com URL to ``TWILIO_API_OVERRIDE`` when it is set (tests and the demo).
+
+    ``https://{product}[.{edge}][.{region}].twilio.com{path}`` becomes
+    ``{TWILIO_API_OVERRIDE}/{product}{path}``; other URLs (S3, already rewritten) pass through.
+    """
+    override = settings.TWILIO_API_OVERRIDE
+    if not override:
+        return url
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if not host.endswith(".twilio.com"):
+        return url
+    product = host.split(".", 1)[0]
+    base = urlsplit(override)
+    path = f"{base.path.rstrip('/')}/{product}{parts.path}"
+    return urlunsplit((base.scheme, base.netloc, path, parts.query, parts.fragment))
+
+
+class _OverridableHttpClient(TwilioHttpClient):
+    """twilio's HTTP client, with twilio.com URLs rewritten by :func:`rewrite_url`."""
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any):  # type: ignore[override]
+        return super().request(method, rewrite_url(url), *args, **kwargs)
+
+
+@functools.cache
+def _client(account_sid: str, auth_token: str, region: str, timeout: float) -> Client:
+    http_client = _OverridableHttpClient(timeout=timeout)
+    return Client(account_sid, auth_token, region=region or None, http_client=http_client)
+
+
+def get_client() -> Client:
+    """The process-wide Twilio REST client for the configured account."""
+    account_sid, auth_token = _credentials()
+    return _client(account_sid, auth_token, settings.TWILIO_REGION, settings.TWILIO_HTTP_TIMEOUT)
+
+
+def _credentials() -> tuple[str, str]:
+    if not settings.TWILIO_ACCOUNT_SID or not settings.TWILIO_AUTH_TOKEN:
+        raise TwilioNotConfigured("TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are not set")
+    return settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN
+
+
+@contextmanager
+def translated_errors(what: str) -> Iterator[None]:
+    """Turn twilio/requests exceptions into :class:`TwilioUnavailable` or :class:`TwilioRejected`.
+
+    ``what`` names the operation for the error message (never a URL with credentials).
+    """
+    try:
+        yield
+    except TwilioRestException as exc:
+        raise _classify(exc.status, f"{what}: Twilio answered {exc.status}", exc.code) from None
+    except requests.RequestException as exc:
+        raise TwilioUnavailable(f"{what}: Twilio unreachable ({type(exc).__name__})") from None
+    except TwilioException as exc:
+        raise TwilioUnavailable(f"{what}: {exc}") from None
+
+
+def _classify(status: int, message: str, code: int | None = None) -> TwilioError:
+    if status >= 500 or status == 429:
+        return TwilioUnavailable(message, status=status, code=code)
+    return TwilioRejected(message, status=status, code=code)
+
+
+@dataclass(frozen=True)
+class TwilioRecording:
+    """The fields of a Twilio Recording resource the portal keeps, as plain values."""
+
+    sid: str
+    account_sid: str
+    call_sid: str
+    conference_sid: str
+    status: str
+    source: str
+    channels: int | None
+    duration: str | None
+    start_time: Any
+    date_created: Any
+    date_updated: Any
+    price: str | None
+    price_unit: str
+    error_code: int | None
+    uri: str
+    media_url: str
+    encryption_details: dict[str, Any] | None
+
+
+def _as_recording(instance: Any) -> TwilioRecording:
+    def text(name: str) -> str:
+        return getattr(instance, name, None) or ""
+
+    return TwilioRecording(
+        sid=text("sid"),
+        account_sid=text("account_sid"),
+        call_sid=text("call_sid"),
+        conference_sid=text("conference_sid"),
+        status=text("status"),
+        source=text("source"),
+        channels=_int_or_none(getattr(instance, "channels", None)),
+        duration=getattr(instance, "duration", None),
+        start_time=getattr(instance, "start_time", None),
+        date_created=getattr(instance, "date_created", None),
+        date_updated=getattr(instance, "date_updated", None),
+        price=getattr(instance, "price", None),
+        price_unit=text("price_unit"),
+        error_code=_int_or_none(getattr(instance, "error_code", None)),
+        uri=text("uri"),
+        media_url=text("media_url"),
+        encryption_details=getattr(instance, "encryption_details", None) or None,
+    )
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def recording_fetch(*, sid: str, account_sid: str | None = None) -> TwilioRecording:
+    """Fetch one Recording resource (of the configured account or one of its subaccounts)."""
+    client = get_client()
+    with translated_errors(f"fetch recording {sid}"):
+        account = client.api.v2010.accounts(account_sid or client.account_sid)
+        return _as_recording(account.recordings(sid).fetch())
+
+
+def recordings_list(
+    *, account_sid: str | None = None, created_after: Any = None, page_size: int = 1000
+) -> Iterator[TwilioRecording]:
+    """Every Recording created after ``created_after``, page by page (lazily)."""
+    client = get_client()
+    with translated_errors("list recordings"):
+        account = client.api.v2010.accounts(account_sid or client.account_sid)
+        for instance in account.recordings.stream(
+            date_created_after=created_after, page_size=page_size
+        ):
+            yield _as_recording(instance)
+
+
+def recording_delete(*, sid: str, account_sid: str | None = None) -> bool:
+    """Delete a recording's media and metadata at Twilio; True when Twilio confirms."""
+    client = get_client()
+    with translated_errors(f"delete recording {sid}"):
+        account = client.api.v2010.accounts(account_sid or client.account_sid)
+        return bool(account.recordings(sid).delete())
+
+
+@dataclass(frozen=True)
+class TwilioSubaccountInfo:
+    """A subaccount as listed by Twilio, with the auth token that signs its webhooks."""
+
+    sid: str
+    friendly_name: str
+    status: str
+    auth_token: str
+
+
+def subaccounts_list() -> list[TwilioSubaccountInfo]:
+    """The configured account's subaccounts (every account listed other than itself)."""
+    client = get_client()
+    with translated_errors("list accounts"):
+        return [
+            TwilioSubaccountInfo(
+                sid=account.sid,
+                friendly_name=account.friendly_name or "",
+                status=account.status or "",
+                auth_token=account.auth_token or "",
+            )
+            for account in client.api.v2010.accounts.stream(page_size=1000)
+            if account.sid != client.account_sid
+        ]
+
+
+def iam_validate_token(token: str, *, timeout: float = 3.0) -> dict[str, Any]:
+    """Ask Twilio IAM whether a Flex token is valid; returns Twilio's answer as a dict.
+
+    The caller decides on the ``valid`` field: Twilio answers 200 with ``valid: false`` for a
+    bad token, so the HTTP status alone means nothing.
+    """
+    account_sid, auth_token = _credentials()
+    realm = settings.TWILIO_REGION.split("-", 1)[0] if settings.TWILIO_REGION else ""
+    host = f"iam.{realm}.twilio.com" if realm and realm != "us1" else "iam.twilio.com"
+    url = rewrite_url(f"https://{host}/v1/Accounts/{account_sid}/Tokens/validate")
+    try:
+        response = _media_session().post(
+            url,
+            data=json.dumps({"token": token}),
+            headers={"Content-Type": "application/json", "Cache-Control": "no-cache"},
+            auth=(account_sid, auth_token),
+            timeout=timeout,
+        )
+    except requests.RequestException as exc:
+        raise TwilioUnavailable(f"token validation: unreachable ({type(exc).__name__})") from None
+    if response.status_code >= 500 or response.status_code == 429:
+        raise TwilioUnavailable(
+            f"token validation: Twilio answered {response.status_code}",
+            status=response.status_code,
+        )
+    try:
+        body = response.json()
+    except ValueError:
+        raise TwilioUnavailable("token validation: Twilio's answer was not JSON") from None
+    if not isinstance(body, dict):
+        raise TwilioUnavailable("token validation: Twilio's answer was not an object")
+    return body
+
+
+@functools.cache
+def _media_session() -> requests.Session:
+    return requests.Session()
+
+
+@contextmanager
+def recording_media_open(
+    *, sid: str, account_sid: str | None = None, channels: int | None = None, fmt: str = "wav"
+) -> Iterator[requests.Response]:
+    """Open a recording's media at Twilio as a streaming HTTP response (read with
+    ``iter_content``); dual-channel recordings are asked for both channels."""
+    default_account, auth_token = _credentials()
+    account = account_sid or default_account
+    url = rewrite_url(
+        f"https://api.twilio.com/2010-04-01/Accounts/{account}/Recordings/{sid}.{fmt}"
+    )
+    params = {"RequestedChannels": "2"} if channels == 2 else None
+    try:
+        response = _media_session().get(
+            url,
+            params=params,
+            auth=(default_account, auth_token),
+            stream=True,
+            timeout=settings.TWILIO_HTTP_TIMEOUT,
+        )
+    except requests.RequestException as exc:
+        raise TwilioUnavailable(f"download {sid}: unreachable ({type(exc).__name__})") from None
+    try:
+        if response.status_code >= 400:
+            raise _classify(response.status_code, f"download {sid}: Twilio answered "
+                            f"{response.status_code}")
+        yield response
+    finally:
+        response.close()
