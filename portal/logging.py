@@ -41,7 +41,7 @@ _SECRET_PATTERNS: tuple[re.Pattern[str], ...] = (
     # "token": "..." style key/value pairs in dumped dicts and JSON.
     re.compile(
         r"(['\"]?(?:token|auth_token|authtoken|password|secret|encrypted_cek|encryption_cek|"
-        r"private_key|credentials|aws_secret_access_key)['\"]?\s*[:=]\s*['\"]?)[^'\"\s,}]+",
+        r"private_key|credentials|aws_secret_access_key)['\"]?\s*[:=]\s*['\"]?)[^'\"\s,}&]+",
         re.I,
     ),
 )

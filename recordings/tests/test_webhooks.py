@@ -1,0 +1,180 @@
+"""``POST /twilio/recording-status``: signatures, validation, idempotency, queueing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import redis
+from django.conf import settings
+from twilio.request_validator import RequestValidator
+
+from portal.sealing import seal
+from recordings.models import EventState, Recording, RecordingEvent, TwilioSubaccount
+from recordings.tests.callbacks import (
+    WEBHOOK_PATH,
+    callback_params,
+    new_sid,
+    post_form,
+    post_json,
+    sign,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def queued_messages() -> int:
+    """Messages waiting in the Celery default queue on the real Redis broker."""
+    return redis.Redis.from_url(settings.REDIS_URL).llen("celery")
+
+
+def test_signed_callback_is_stored_and_queued(client):
+    params = callback_params()
+    response = post_form(client, params)
+    assert response.status_code == 204
+    event = RecordingEvent.objects.get()
+    assert event.recording_sid == params["RecordingSid"]
+    assert event.recording_status == "completed"
+    assert event.state == EventState.PENDING
+    assert event.payload == params
+    assert queued_messages() == 1
+    # The request made no Twilio call: the recording row only appears when the task runs.
+    assert not Recording.objects.exists()
+
+
+def test_missing_signature_is_refused_and_nothing_stored(client):
+    response = post_form(client, callback_params(), signature="")
+    assert response.status_code == 403
+    assert response.json()["error"] == "invalid_signature"
+    assert not RecordingEvent.objects.exists()
+    assert queued_messages() == 0
+
+
+def test_tampered_body_is_refused(client):
+    params = callback_params()
+    signature = sign("http://testserver" + WEBHOOK_PATH, params)
+    params["RecordingStatus"] = "absent"
+    response = post_form(client, params, signature=signature)
+    assert response.status_code == 403
+    assert not RecordingEvent.objects.exists()
+
+
+def test_signature_with_another_token_is_refused(client):
+    response = post_form(client, callback_params(), token="f" * 32)
+    assert response.status_code == 403
+    assert not RecordingEvent.objects.exists()
+
+
+def test_signature_for_another_url_is_refused(client):
+    params = callback_params()
+    response = post_form(client, params, base="https://attacker.example")
+    assert response.status_code == 403
+
+
+def test_public_base_url_is_what_the_signature_covers(client, settings):
+    settings.PUBLIC_BASE_URL = "https://portal.example.com"
+    params = callback_params()
+    assert post_form(client, params).status_code == 403  # signed for the internal URL
+    response = post_form(client, params, base="https://portal.example.com")
+    assert response.status_code == 204
+
+
+def test_json_body_signed_with_body_sha256(client):
+    params = callback_params()
+    response = post_json(client, params)
+    assert response.status_code == 204
+    assert RecordingEvent.objects.get().payload["RecordingSid"] == params["RecordingSid"]
+
+
+def test_json_body_changed_after_signing_is_refused(client):
+    params = callback_params()
+    tampered = json.dumps({**params, "RecordingStatus": "absent"})
+    response = post_json(client, params, body=tampered)
+    assert response.status_code == 403
+    assert not RecordingEvent.objects.exists()
+
+
+def test_json_body_without_body_hash_is_refused(client):
+    params = callback_params()
+    signature = RequestValidator(settings.TWILIO_AUTH_TOKEN).compute_signature(
+        "http://testserver" + WEBHOOK_PATH, {}
+    )
+    response = client.post(
+        WEBHOOK_PATH,
+        data=json.dumps(params),
+        content_type="application/json",
+        HTTP_X_TWILIO_SIGNATURE=signature,
+    )
+    assert response.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("RecordingSid", ""),
+        ("RecordingSid", "RE123"),
+        ("RecordingSid", "XX" + "0" * 32),
+        ("AccountSid", ""),
+        ("AccountSid", "AC" + "z" * 32),
+    ],
+)
+def test_malformed_sids_are_400_when_signed(client, field, value):
+    params = callback_params()
+    params[field] = value
+    response = post_form(client, params)
+    assert response.status_code == 400
+    assert response.json()["error"] == "malformed_callback"
+    assert field in response.json()["detail"]
+    assert not RecordingEvent.objects.exists()
+
+
+def test_malformed_sids_without_signature_are_403(client):
+    params = callback_params()
+    params["RecordingSid"] = ""
+    response = post_form(client, params, signature="bogus")
+    assert response.status_code == 403
+
+
+def test_unknown_account_is_refused(client):
+    stranger = new_sid("AC")
+    stranger_token = "e" * 32
+    params = callback_params(AccountSid=stranger)
+    response = post_form(client, params, token=stranger_token)
+    assert response.status_code == 403
+    assert response.json()["error"] == "unknown_account"
+    assert not RecordingEvent.objects.exists()
+
+
+def test_known_subaccount_signed_with_its_own_token_is_accepted(client):
+    sub_sid, sub_token = new_sid("AC"), "c" * 32
+    TwilioSubaccount.objects.create(
+        sid=sub_sid,
+        sealed_auth_token=seal(sub_token.encode(), purpose=f"subaccount-token:{sub_sid}"),
+    )
+    params = callback_params(AccountSid=sub_sid)
+    assert post_form(client, params, token=sub_token).status_code == 204
+    assert post_form(client, params, token="d" * 32).status_code == 403  # nobody's token
+    assert RecordingEvent.objects.get().account_sid == sub_sid
+
+
+def test_replayed_callback_gives_one_event_and_one_sync(client):
+    params = callback_params()
+    headers = {"I-Twilio-Idempotency-Token": "idem-123"}
+    for _ in range(3):
+        assert post_form(client, params, headers=headers).status_code == 204
+    event = RecordingEvent.objects.get()
+    assert event.deliveries == 3
+    assert event.idempotency_token == "idem-123"
+    assert queued_messages() == 1
+
+
+def test_each_status_of_a_recording_is_its_own_event(client):
+    sid = new_sid("RE")
+    for status in ("in-progress", "completed"):
+        assert post_form(client, callback_params(sid, status)).status_code == 204
+    assert RecordingEvent.objects.filter(recording_sid=sid).count() == 2
+    assert queued_messages() == 2
+
+
+def test_get_is_not_allowed(client):
+    assert client.get(WEBHOOK_PATH).status_code == 405
