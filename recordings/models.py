@@ -48,6 +48,7 @@ class MediaLocation(models.TextChoices):
     UNKNOWN = "unknown", "unknown"
     TWILIO = "twilio", "Twilio"
     S3 = "s3", "S3 bucket"
+    LOCAL = "local", "local folder (embedded mode)"
 
 
 class Recording(models.Model):

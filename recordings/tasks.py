@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 from datetime import timedelta
 
-from celery import shared_task
+from celery import current_app, shared_task
 from django.utils import timezone
 
 from recordings import services, twilio_client
@@ -14,12 +16,38 @@ from recordings.models import RecordingEvent
 logger = logging.getLogger(__name__)
 
 
+_publisher = threading.local()
+
+
+def publisher_reset() -> None:
+    """Forget this thread's broker producer (after the broker URL changed or it failed)."""
+    producer = getattr(_publisher, "producer", None)
+    _publisher.producer = None
+    if producer is not None:
+        with contextlib.suppress(Exception):
+            producer.release()
+
+
+def _producer():
+    # Acquiring a producer from kombu's pool for each message costs about as much as the
+    # publish itself; each thread keeps one instead (producers are not thread-safe).
+    producer = getattr(_publisher, "producer", None)
+    if producer is None:
+        producer = current_app.producer_pool.acquire(block=True, timeout=2)
+        _publisher.producer = producer
+    return producer
+
+
 def enqueue_event(event_id: int) -> bool:
     """Queue the sync of a stored callback; False (and the event stays ``pending`` for the
     periodic dispatcher) when the broker cannot be reached."""
     try:
-        sync_event.apply_async((event_id,))
+        if current_app.conf.task_always_eager:
+            sync_event.apply_async((event_id,))
+        else:
+            sync_event.apply_async((event_id,), producer=_producer())
     except Exception as exc:  # kombu raises many kinds; any of them means "not queued"
+        publisher_reset()
         logger.warning(
             "broker unavailable (%s): event %s stays pending", type(exc).__name__, event_id
         )

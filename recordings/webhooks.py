@@ -124,13 +124,13 @@ def recording_status(request: HttpRequest) -> HttpResponse:
     except services.CallbackRejected as exc:
         return _error(400, "malformed_callback", str(exc))
 
-    event, created = services.event_record(
+    event_id, created = services.event_record(
         fields=fields,
         params=params,
         idempotency_token=request.headers.get("I-Twilio-Idempotency-Token", ""),
     )
     if created:
-        transaction.on_commit(lambda: enqueue_event(event.pk))
+        transaction.on_commit(lambda: enqueue_event(event_id))
         logger.info(
             "recording %s reported %s", fields.recording_sid, fields.status or "(no status)"
         )
