@@ -43,7 +43,9 @@ def server_env(port: int, **extra: str) -> dict[str, str]:
             "DJANGO_SECRET_KEY": "bench-only-" + "k3yM4t3r1al" * 5,
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
             "DJANGO_SECURE_SSL_REDIRECT": "0",
-            "PORTAL_MASTER_KEY": base64.urlsafe_b64encode(b"bench-master-key-0123456789abcde").decode(),
+            "PORTAL_MASTER_KEY": base64.urlsafe_b64encode(
+                b"bench-master-key-0123456789abcde"
+            ).decode(),
             "DATABASE_URL": os.environ.get(
                 "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/portal_bench"
             ),
@@ -82,11 +84,26 @@ def gunicorn(env: dict[str, str], port: int, workers: int = 5) -> Iterator[None]
     log = open(os.devnull, "w")  # noqa: SIM115 - closed below, after the server stops
     process = subprocess.Popen(
         [
-            PYTHON, "-m", "gunicorn", "portal.wsgi:application",
-            "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-            "--worker-class", "sync", "--backlog", "2048", "--log-level", "warning",
+            PYTHON,
+            "-m",
+            "gunicorn",
+            "portal.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--worker-class",
+            "sync",
+            "--backlog",
+            "2048",
+            "--log-level",
+            "warning",
         ],
-        cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True,
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 30

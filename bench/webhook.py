@@ -15,11 +15,11 @@ from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import psycopg  # noqa: E402
-import redis  # noqa: E402
-from twilio.request_validator import RequestValidator  # noqa: E402
+import psycopg
+import redis
+from twilio.request_validator import RequestValidator
 
-from bench.harness import (  # noqa: E402
+from bench.harness import (
     ACCOUNT_SID,
     AUTH_TOKEN,
     Call,
@@ -87,19 +87,31 @@ def main() -> None:
     broker.flushdb()
 
     per_run = int(args.seconds * 4000)  # more than the box can answer in that time
-    empty = [Call("POST", "/bench/empty", c.body, dict(c.headers)) for c in signed_callbacks(port, 500)]
+    empty = [
+        Call("POST", "/bench/empty", c.body, dict(c.headers)) for c in signed_callbacks(port, 500)
+    ]
     with gunicorn(env, port):
         load("warm-up", port, signed_callbacks(port, 300), concurrency=args.concurrency, seconds=3)
         load("warm-up", port, empty[:300], concurrency=args.concurrency, seconds=3)
         ceilings, webhooks = [], []
         for _ in range(args.runs):
             ceilings.append(
-                load("bare DRF view (ceiling)", port, empty * (per_run // len(empty) + 1),
-                     concurrency=args.concurrency, seconds=args.seconds)
+                load(
+                    "bare DRF view (ceiling)",
+                    port,
+                    empty * (per_run // len(empty) + 1),
+                    concurrency=args.concurrency,
+                    seconds=args.seconds,
+                )
             )
             webhooks.append(
-                load("signed callbacks (accepted)", port, signed_callbacks(port, per_run),
-                     concurrency=args.concurrency, seconds=args.seconds)
+                load(
+                    "signed callbacks (accepted)",
+                    port,
+                    signed_callbacks(port, per_run),
+                    concurrency=args.concurrency,
+                    seconds=args.seconds,
+                )
             )
     with psycopg.connect(env["DATABASE_URL"], autocommit=True) as db:
         rows = db.execute("SELECT count(*) FROM recordings_recordingevent").fetchone()[0]
@@ -107,12 +119,15 @@ def main() -> None:
     accepted = sum(r.statuses.get(204, 0) for r in webhooks) + 300
 
     ceiling, webhook = best_of(ceilings), best_of(webhooks)
-    print(f"gunicorn sync, 5 workers, {args.concurrency} client processes, "
-          f"{args.runs} runs of {args.seconds:.0f} s each (median run shown)")
+    print(
+        f"gunicorn sync, 5 workers, {args.concurrency} client processes, "
+        f"{args.runs} runs of {args.seconds:.0f} s each (median run shown)"
+    )
     print(ceiling.line())
     print(webhook.line())
-    print(f"event rows stored {rows}, sync tasks queued {queued}, callbacks answered 204 "
-          f"{accepted}")
+    print(
+        f"event rows stored {rows}, sync tasks queued {queued}, callbacks answered 204 {accepted}"
+    )
     print(summary(webhook.rate / ceiling.rate, 0.50))
     broker.flushdb()
 

@@ -89,6 +89,7 @@ class RedactingFilter(logging.Filter):
             settings.SECRET_KEY,
             settings.AWS_SECRET_ACCESS_KEY,
             *settings.PORTAL_MASTER_KEYS,
+            *settings.AUDIT_SIGNING_KEY,
         ):
             register_secret(value)
 

@@ -159,6 +159,10 @@ PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="").rstrip("/")
 FLEX_ALLOWED_ORIGINS = env.list("FLEX_ALLOWED_ORIGINS", default=["https://flex.twilio.com"])
 MEDIA_LINK_TTL_SECONDS = env.int("MEDIA_LINK_TTL_SECONDS", default=300)
 
+# Key(s) that sign the audit log's digests (HMAC-SHA256), comma-separated: the first signs, all
+# verify. Unset: derived from PORTAL_MASTER_KEY with its own label, never from DJANGO_SECRET_KEY.
+AUDIT_SIGNING_KEY = env.list("AUDIT_SIGNING_KEY", default=[])
+
 # --- Celery --------------------------------------------------------------------------------
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = None
@@ -191,6 +195,10 @@ CELERY_BEAT_SCHEDULE = {
     "reconcile-recent-recordings": {
         "task": "recordings.tasks.reconcile_recent",
         "schedule": timedelta(minutes=30),
+    },
+    "sign-audit-log-head": {
+        "task": "audit.tasks.sign_audit_head",
+        "schedule": timedelta(minutes=15),
     },
     "refresh-twilio-subaccounts": {
         "task": "recordings.tasks.refresh_subaccounts",

@@ -109,8 +109,9 @@ def event_record(
     table = quote(meta.db_table)
     columns = ", ".join(quote(meta.get_field(name).column) for name in values)
     placeholders = ", ".join(["%s"] * len(values))
+    # Only quoted identifiers from the model are interpolated; every value is a parameter.
     sql = (
-        f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) "
+        f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) "  # noqa: S608
         f"ON CONFLICT ({quote('recording_sid')}, {quote('recording_status')}) "
         f"DO UPDATE SET {quote('deliveries')} = {table}.{quote('deliveries')} + 1 "
         f"RETURNING {quote('id')}, {quote('deliveries')}"
@@ -438,4 +439,3 @@ def subaccounts_refresh() -> int:
         )
     TwilioSubaccount.objects.exclude(sid__in=keep).delete()
     return len(keep)
-

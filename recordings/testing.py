@@ -4,7 +4,7 @@ Produces what Twilio would store: voice recordings as AES-256-GCM ``ciphertext |
 content key wrapped by RSA-OAEP-SHA256 and ``encryption_details`` in either documented spelling;
 video recordings as the S3 encryption client's v1 envelope (AES-256-CBC + PKCS#7, key wrapped
 with RSA PKCS#1 v1.5, ``x-amz-*`` metadata). Also a small WAV generator and an in-memory range
-reader. For tests only: nothing in the portal imports this module.
+reader. For tests, the fake Twilio and the demo data; nothing on a request path imports it.
 """
 
 from __future__ import annotations

@@ -283,8 +283,9 @@ def recording_media_open(
         raise TwilioUnavailable(f"download {sid}: unreachable ({type(exc).__name__})") from None
     try:
         if response.status_code >= 400:
-            raise _classify(response.status_code, f"download {sid}: Twilio answered "
-                            f"{response.status_code}")
+            raise _classify(
+                response.status_code, f"download {sid}: Twilio answered {response.status_code}"
+            )
         yield response
     finally:
         response.close()

@@ -45,7 +45,8 @@ def private_key_pem() -> str:
 def log_output() -> Iterator[io.StringIO]:
     """Everything the configured console handler writes during the test."""
     handlers = [
-        h for h in logging.getLogger().handlers
+        h
+        for h in logging.getLogger().handlers
         if any(isinstance(f, RedactingFilter) for f in h.filters)
     ]
     assert handlers, "the console handler with the redacting filter is not configured"

@@ -29,9 +29,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, since: str, no_progress: bool, **options) -> None:
         start = _date(since)
-        with tqdm(
-            desc="recordings", unit="rec", disable=no_progress, file=self.stderr._out
-        ) as bar:
+        with tqdm(desc="recordings", unit="rec", disable=no_progress, file=self.stderr._out) as bar:
             try:
                 summary = services.recordings_reconcile(
                     since=start, on_progress=lambda _resource: bar.update(1)

@@ -1,0 +1,113 @@
+"""``manage.py export_audit_log --format jsonl|csv [--since ISO] [--until ISO]``: stream the
+access log to stdout for a SIEM, oldest first, one row per line, with sequence and hashes so the
+receiving side can check the chain too. Memory use does not grow with the log.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+from collections.abc import Generator, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from audit.chain import timestamp_canonical
+from audit.models import AccessLog
+
+COLUMNS = (
+    "sequence",
+    "occurred_at",
+    "action",
+    "outcome",
+    "reason_code",
+    "identity",
+    "realm_user_id",
+    "worker_sid",
+    "roles",
+    "recording_sid",
+    "rule_name",
+    "client_ip",
+    "user_agent",
+    "request_id",
+    "link_id",
+    "bytes_served",
+    "detail",
+    "prev_hash",
+    "row_hash",
+)
+
+
+def _moment(text: str) -> datetime:
+    """An ISO 8601 date or date-time; without a time zone it is taken as UTC."""
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise CommandError(f"{text!r} is not an ISO 8601 date or date and time") from exc
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+
+
+class _Lines:
+    """A file-like target for ``csv.writer`` that hands each line to the command's stdout."""
+
+    def __init__(self, command: BaseCommand) -> None:
+        self.command = command
+
+    def write(self, line: str) -> None:
+        self.command.stdout.write(line, ending="")
+
+
+class Command(BaseCommand):
+    """Print access log rows as JSON lines or CSV."""
+
+    help = "Stream access log rows (oldest first) as JSON lines or CSV."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+        parser.add_argument("--since", help="rows at or after this ISO 8601 time (UTC if naive)")
+        parser.add_argument("--until", help="rows before this ISO 8601 time (UTC if naive)")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            self._export(options)
+        except BrokenPipeError:
+            # The reader went away (``| head``): stop quietly, but say the export is incomplete.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            raise SystemExit(1) from None
+
+    def _export(self, options: dict[str, Any]) -> None:
+        rows = AccessLog.objects.order_by("sequence")
+        if options["since"]:
+            rows = rows.filter(occurred_at__gte=_moment(options["since"]))
+        if options["until"]:
+            rows = rows.filter(occurred_at__lt=_moment(options["until"]))
+        values: Generator[tuple[Any, ...], None, None] = rows.values_list(*COLUMNS).iterator(
+            chunk_size=2000
+        )
+        try:
+            if options["format"] == "csv":
+                self._csv(values)
+            else:
+                self._jsonl(values)
+        finally:
+            values.close()  # release the (server-side) cursor now, even when the reader left
+
+    def _jsonl(self, values: Iterator[tuple[Any, ...]]) -> None:
+        for row in values:
+            record = dict(zip(COLUMNS, row, strict=True))
+            record["occurred_at"] = timestamp_canonical(record["occurred_at"])
+            self.stdout.write(json.dumps(record, separators=(",", ":")))
+
+    def _csv(self, values: Iterator[tuple[Any, ...]]) -> None:
+        writer = csv.writer(_Lines(self), lineterminator="\n")
+        writer.writerow(COLUMNS)
+        for row in values:
+            record = dict(zip(COLUMNS, row, strict=True))
+            record["occurred_at"] = timestamp_canonical(record["occurred_at"])
+            record["roles"] = json.dumps(record["roles"], separators=(",", ":"))
+            record["detail"] = json.dumps(record["detail"], sort_keys=True, separators=(",", ":"))
+            writer.writerow(["" if record[c] is None else record[c] for c in COLUMNS])

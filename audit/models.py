@@ -1,0 +1,226 @@
+"""Who may play which recording (``AccessRule``), and the tamper-evident record of every access
+(``AccessLog``, with signed checkpoints in ``AccessLogDigest``).
+
+Rules are never deleted, only disabled, so the log's ``rule_name`` always names a rule that can
+still be looked up. Log rows and digests are append-only: Python refuses to update or delete them,
+and on PostgreSQL a trigger (migration ``0002``) refuses it too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils import timezone
+
+from audit.validation import AccessRuleInvalid, access_rule_validate
+
+
+class RuleEffect(models.TextChoices):
+    """What an applying rule does."""
+
+    ALLOW = "allow", "allow"
+    DENY = "deny", "deny"
+
+
+class AccessRule(models.Model):
+    """One authorization rule, in the shape of the rules file in CONTRACT.md.
+
+    Subjects: ``identities`` (shell-style globs against the Flex token's ``identity`` or
+    ``realm_user_id``), ``worker_sids`` (exact), ``roles`` (the caller holds at least one). An
+    empty list places no condition, so a rule with all three empty applies to every caller.
+    Scope: ``account_sids``, ``sources``, ``call_sids`` (exact), ``max_age_days``; empty or null
+    places no condition. ``audit.decisions.access_decide`` is the only code that interprets them.
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    effect = models.CharField(max_length=8, choices=RuleEffect.choices)
+    identities = models.JSONField(default=list, blank=True, help_text='Globs, e.g. ["qa_*"].')
+    worker_sids = models.JSONField(default=list, blank=True, help_text='e.g. ["WK…"].')
+    roles = models.JSONField(default=list, blank=True, help_text='e.g. ["supervisor"].')
+    account_sids = models.JSONField(default=list, blank=True)
+    sources = models.JSONField(default=list, blank=True, help_text='e.g. ["DialVerb"].')
+    call_sids = models.JSONField(default=list, blank=True)
+    max_age_days = models.PositiveIntegerField(null=True, blank=True)
+    valid_from = models.DateTimeField(null=True, blank=True)
+    valid_until = models.DateTimeField(
+        null=True, blank=True, help_text="Exclusive: the rule stops applying at this instant."
+    )
+    reason = models.TextField(blank=True, help_text="Why the rule exists (ticket, approval).")
+    enabled = models.BooleanField(
+        default=True, help_text="Rules are disabled, never deleted, so the log can name them."
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        state = "" if self.enabled else " (disabled)"
+        return f"{self.name}: {self.effect}{state}"
+
+    def clean(self) -> None:
+        """Apply the same validation as the rules-file import (``audit.validation``)."""
+        values = {
+            field: getattr(self, field)
+            for field in (
+                "name",
+                "effect",
+                "identities",
+                "worker_sids",
+                "roles",
+                "account_sids",
+                "sources",
+                "call_sids",
+                "max_age_days",
+                "valid_from",
+                "valid_until",
+                "reason",
+            )
+        }
+        try:
+            cleaned = access_rule_validate(values)
+        except AccessRuleInvalid as exc:
+            raise ValidationError(exc.errors) from exc
+        for field, value in cleaned.items():
+            setattr(self, field, value)
+
+
+class AccessAction(models.TextChoices):
+    """What was attempted. Extend freely; the log stores any short snake_case action."""
+
+    URL_PROVIDER = "url_provider", "url_provider request"
+    MEDIA_FETCH = "media_fetch", "media fetch"
+    ADMIN_VIEW = "admin_view", "admin view"
+    RECORDING_SYNC = "recording_sync", "recording sync"
+    RULE_CHANGE = "rule_change", "rule change"
+
+
+class AccessOutcome(models.TextChoices):
+    """How an attempt ended."""
+
+    ALLOWED = "allowed", "allowed"
+    DENIED = "denied", "denied"
+    ERROR = "error", "error"
+
+
+class AppendOnlyError(Exception):
+    """Raised on any attempt to change or delete an audit row through the ORM."""
+
+
+class AppendOnlyQuerySet(models.QuerySet):
+    """A queryset whose bulk ``update()`` and ``delete()`` refuse, like the PostgreSQL trigger."""
+
+    def update(self, **kwargs: Any) -> int:
+        """Refuse: audit rows are never changed."""
+        raise AppendOnlyError(f"{self.model.__name__} rows are append-only")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        """Refuse: audit rows are never deleted."""
+        raise AppendOnlyError(f"{self.model.__name__} rows are append-only")
+
+    def bulk_create(self, *args: Any, **kwargs: Any) -> list[Any]:
+        """Refuse: rows are appended one at a time by ``audit.services``, which chains them."""
+        raise AppendOnlyError(f"{self.model.__name__} rows are written by audit.services")
+
+    def bulk_update(self, *args: Any, **kwargs: Any) -> int:
+        """Refuse: audit rows are never changed."""
+        raise AppendOnlyError(f"{self.model.__name__} rows are append-only")
+
+
+class AppendOnlyModel(models.Model):
+    """Base for audit tables: a row can be inserted once, then never saved again or deleted."""
+
+    objects = AppendOnlyQuerySet.as_manager()
+    # The field that ``audit.services`` fills in; a row without it did not come from there.
+    integrity_field = ""
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Insert a new row; refuse to save one that already exists."""
+        if not self._state.adding or kwargs.get("force_update") or kwargs.get("update_fields"):
+            raise AppendOnlyError(f"{type(self).__name__} rows are append-only")
+        if not getattr(self, self.integrity_field, None):
+            raise AppendOnlyError(
+                f"{type(self).__name__} rows are written by audit.services, which chains them"
+            )
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        """Refuse: audit rows are never deleted."""
+        raise AppendOnlyError(f"{type(self).__name__} rows are append-only")
+
+
+class AccessLog(AppendOnlyModel):
+    """One access attempt and its outcome, chained to the row before it by SHA-256.
+
+    ``row_hash`` is the SHA-256 of the row's canonical content (``audit.chain``), which includes
+    ``sequence`` and ``prev_hash`` (the previous row's ``row_hash``). Rows are appended only by
+    ``audit.services.access_log_append``, under a lock, so ``sequence`` is gapless. Never store a
+    token, an Authorization header or a presigned URL here.
+    """
+
+    sequence = models.PositiveBigIntegerField(unique=True, editable=False)
+    occurred_at = models.DateTimeField(editable=False)
+    action = models.CharField(max_length=32, choices=AccessAction.choices)
+    outcome = models.CharField(max_length=16, choices=AccessOutcome.choices)
+    reason_code = models.CharField(max_length=64, blank=True)
+    identity = models.CharField(max_length=255, blank=True)
+    realm_user_id = models.CharField(max_length=255, blank=True)
+    worker_sid = models.CharField(max_length=34, blank=True)
+    roles = models.JSONField(default=list, blank=True)
+    recording_sid = models.CharField(max_length=34, blank=True)
+    rule_name = models.CharField(max_length=100, blank=True)
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=512, blank=True)
+    request_id = models.CharField(max_length=64, blank=True)
+    link_id = models.CharField(max_length=64, blank=True)
+    bytes_served = models.BigIntegerField(null=True, blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+    prev_hash = models.CharField(max_length=64, editable=False)
+    row_hash = models.CharField(max_length=64, editable=False)
+
+    integrity_field = "row_hash"
+
+    class Meta:
+        ordering = ["-sequence"]
+        verbose_name = "access log entry"
+        verbose_name_plural = "access log"
+        indexes = [
+            models.Index(fields=["identity", "-sequence"], name="accesslog_identity_idx"),
+            models.Index(fields=["recording_sid", "-sequence"], name="accesslog_recording_idx"),
+            models.Index(fields=["outcome", "-sequence"], name="accesslog_outcome_idx"),
+            models.Index(fields=["occurred_at"], name="accesslog_occurred_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.sequence} {self.action} {self.outcome} {self.identity or '-'}"
+
+
+class AccessLogDigest(AppendOnlyModel):
+    """A signed checkpoint of the chain's head, like a CloudTrail digest file.
+
+    ``signature`` is HMAC-SHA256 over the canonical digest (``audit.chain.digest_message``) with
+    the audit signing key named by ``key_id``. Someone who rewrites the whole chain consistently
+    (recomputing every hash) still cannot make a digest match without that key.
+    """
+
+    created_at = models.DateTimeField(editable=False)
+    head_sequence = models.PositiveBigIntegerField(editable=False)
+    head_hash = models.CharField(max_length=64, editable=False)
+    key_id = models.CharField(max_length=32, editable=False)
+    signature = models.CharField(max_length=64, editable=False)
+
+    integrity_field = "signature"
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "access log digest"
+        indexes = [models.Index(fields=["head_sequence"], name="accesslogdigest_head_idx")]
+
+    def __str__(self) -> str:
+        return f"digest of #{self.head_sequence} at {self.created_at:%Y-%m-%d %H:%M:%S}Z"

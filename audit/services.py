@@ -1,0 +1,256 @@
+"""Writes to the access log: ``access_log_append`` (one chained row) and ``audit_digest_create``
+(a signed checkpoint of the chain's head).
+
+Both run under the chain lock, so concurrent requests, in any number of processes, form one
+unbroken chain: on PostgreSQL a transaction-scoped advisory lock; on SQLite (embedded mode) the
+database's single write lock, taken up front, plus a process-wide lock for threads that share an
+in-memory database. Called inside an outer transaction, the lock is held until that transaction
+ends, so keep such transactions short.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+from django.utils.ipv6 import clean_ipv6_address
+
+from audit.chain import (
+    GENESIS_HASH,
+    digest_sign,
+    row_hash_compute,
+    signing_keys,
+)
+from audit.decisions import Caller, Decision
+from audit.models import AccessLog, AccessLogDigest, AccessOutcome
+
+# Key of the PostgreSQL advisory lock that serializes appends: "auditlog" as a bigint.
+CHAIN_LOCK_KEY = int.from_bytes(b"auditlog", "big")
+DETAIL_MAX_BYTES = 4096
+
+_ACTION_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,31}")
+_REASON_PATTERN = re.compile(r"[a-z0-9_.:-]{0,64}")
+# Detail must never carry credentials or links; these key fragments are refused outright.
+_FORBIDDEN_DETAIL_KEYS = ("token", "authorization", "password", "secret", "signature", "cookie")
+# An origin (scheme://host[:port]) is fine in detail; anything longer that looks like a URL is not.
+_ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^/?#\s]*", re.IGNORECASE)
+
+_TEXT_FIELDS = (
+    "reason_code",
+    "identity",
+    "realm_user_id",
+    "worker_sid",
+    "recording_sid",
+    "rule_name",
+    "user_agent",
+    "request_id",
+    "link_id",
+)
+_process_lock = threading.RLock()
+
+
+@contextmanager
+def _chain_lock() -> Iterator[None]:
+    """Hold the chain lock for the rest of the current transaction (see the module docstring)."""
+    if connection.vendor == "postgresql":
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CHAIN_LOCK_KEY])
+            yield
+        return
+    with _process_lock, transaction.atomic():
+        if connection.vendor == "sqlite":
+            # A write as the first statement takes SQLite's write lock now, so another writer
+            # waits here instead of failing later when it tries to upgrade a read lock.
+            with connection.cursor() as cursor:
+                cursor.execute(f"UPDATE {AccessLog._meta.db_table} SET id = id WHERE 0 = 1")  # noqa: S608
+        else:
+            list(AccessLog.objects.select_for_update().order_by("-sequence")[:1])
+        yield
+
+
+def _text(value: Any, limit: int) -> str:
+    # PostgreSQL refuses NUL in text; replace it rather than lose the row.
+    return str(value or "").replace("\x00", "\ufffd")[:limit]
+
+
+def _ip(value: str | None) -> str | None:
+    if value in (None, ""):
+        return None
+    address = ipaddress.ip_address(str(value).strip())  # ValueError for garbage
+    # The same normal form Django and PostgreSQL store, so the hash survives the round trip.
+    return clean_ipv6_address(str(address)) if address.version == 6 else str(address)
+
+
+def _detail_problem(value: Any, path: str = "detail") -> str | None:
+    if value is None or isinstance(value, bool | int):
+        return None
+    if isinstance(value, str):
+        if "\x00" in value:
+            return f"{path} contains a NUL character"
+        if "://" in value and not _ORIGIN.fullmatch(value):
+            return f"{path} looks like a URL; the log must never hold links"
+        return None
+    if isinstance(value, float):
+        # PostgreSQL's jsonb may give a float back as an int (1e2 → 100): the hash would break.
+        return f"{path} is a float; store it as an integer or a string"
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            problem = _detail_problem(item, f"{path}[{index}]")
+            if problem:
+                return problem
+        return None
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"{path} has a non-string key {key!r}"
+            if any(fragment in key.lower() for fragment in _FORBIDDEN_DETAIL_KEYS):
+                return f"{path}.{key} may hold a credential; the log must never hold one"
+            problem = _detail_problem(item, f"{path}.{key}")
+            if problem:
+                return problem
+        return None
+    return f"{path} holds a {type(value).__name__}, which JSON cannot store"
+
+
+def _normalize(fields: dict[str, Any]) -> dict[str, Any]:
+    """Turn the caller's values into exactly what the database will give back."""
+    if not isinstance(fields["action"], str) or not _ACTION_PATTERN.fullmatch(fields["action"]):
+        raise ValueError(f"action must be short snake_case, not {fields['action']!r}")
+    if fields["outcome"] not in AccessOutcome.values:
+        raise ValueError(f"outcome must be one of {AccessOutcome.values}")
+    if not _REASON_PATTERN.fullmatch(str(fields["reason_code"] or "")):
+        raise ValueError(f"reason_code must be a short machine code, not {fields['reason_code']!r}")
+    for name in _TEXT_FIELDS:
+        fields[name] = _text(fields[name], AccessLog._meta.get_field(name).max_length)
+    fields["roles"] = [_text(role, 100) for role in fields["roles"]]
+    fields["client_ip"] = _ip(fields["client_ip"])
+    if fields["bytes_served"] is not None:
+        if isinstance(fields["bytes_served"], bool) or not isinstance(fields["bytes_served"], int):
+            raise ValueError("bytes_served must be an integer or None")
+        if not 0 <= fields["bytes_served"] < 2**63:
+            raise ValueError("bytes_served is out of range")
+    detail = dict(fields["detail"] or {})
+    problem = _detail_problem(detail)
+    if problem:
+        raise ValueError(problem)
+    encoded = json.dumps(detail, sort_keys=True, separators=(",", ":"))
+    if len(encoded) > DETAIL_MAX_BYTES:
+        raise ValueError(f"detail is {len(encoded)} bytes; keep it under {DETAIL_MAX_BYTES}")
+    fields["detail"] = json.loads(encoded)  # tuples become lists, as the database returns them
+    return fields
+
+
+def access_log_append(
+    *,
+    action: str,
+    outcome: str,
+    reason_code: str = "",
+    identity: str = "",
+    realm_user_id: str = "",
+    worker_sid: str = "",
+    roles: Sequence[str] = (),
+    recording_sid: str = "",
+    rule_name: str | None = "",
+    client_ip: str | None = None,
+    user_agent: str = "",
+    request_id: str = "",
+    link_id: str = "",
+    bytes_served: int | None = None,
+    detail: Mapping[str, Any] | None = None,
+) -> AccessLog:
+    """Append one row to the access log, chained to the current head, and answer it.
+
+    ``occurred_at`` is stamped under the lock, so sequence order is time order; put other times
+    (say, the first byte of a folded playback) in ``detail``. Text is cut to the column sizes
+    (``user_agent`` to 512), ``client_ip`` is normalized; a malformed ``action``/``outcome``,
+    ``client_ip`` or ``detail`` (floats, credentials, URLs, over 4 KiB) raises ``ValueError``
+    before anything is written. Works inside an outer transaction (see the module docstring).
+    """
+    fields = _normalize(
+        {
+            "action": action,
+            "outcome": outcome,
+            "reason_code": reason_code,
+            "identity": identity,
+            "realm_user_id": realm_user_id,
+            "worker_sid": worker_sid,
+            "roles": list(roles),
+            "recording_sid": recording_sid,
+            "rule_name": rule_name,
+            "client_ip": client_ip,
+            "user_agent": user_agent,
+            "request_id": request_id,
+            "link_id": link_id,
+            "bytes_served": bytes_served,
+            "detail": detail,
+        }
+    )
+    with _chain_lock():
+        head = AccessLog.objects.order_by("-sequence").values_list("sequence", "row_hash").first()
+        sequence, prev_hash = (head[0] + 1, head[1]) if head else (1, GENESIS_HASH)
+        fields.update(occurred_at=timezone.now(), sequence=sequence, prev_hash=prev_hash)
+        row = AccessLog(**fields, row_hash=row_hash_compute(fields))
+        row.save()
+    return row
+
+
+def access_log_record_decision(
+    *,
+    action: str,
+    caller: Caller,
+    recording_sid: str,
+    decision: Decision,
+    **context: Any,
+) -> AccessLog:
+    """Append the row for an authorization decision: outcome, reason and rule from ``decision``,
+    the subject from ``caller``; ``context`` passes the request fields (``client_ip``,
+    ``user_agent``, ``request_id``, ``link_id``, ``detail``…) through to ``access_log_append``.
+    """
+    return access_log_append(
+        action=action,
+        outcome=AccessOutcome.ALLOWED if decision.allowed else AccessOutcome.DENIED,
+        reason_code=decision.reason_code,
+        identity=caller.identity,
+        realm_user_id=caller.realm_user_id,
+        worker_sid=caller.worker_sid,
+        roles=caller.roles,
+        recording_sid=recording_sid,
+        rule_name=decision.rule_name or "",
+        **context,
+    )
+
+
+def audit_digest_create() -> AccessLogDigest:
+    """Sign the chain's current head into a new ``AccessLogDigest`` and answer it.
+
+    Run periodically (``audit.tasks.sign_audit_head``). Also signs an unchanged or empty head, so
+    a gap in the digests shows when signing stopped, and deleting the log's last rows is caught.
+    """
+    key_id, key = signing_keys()[0]
+    with _chain_lock():
+        head = AccessLog.objects.order_by("-sequence").values_list("sequence", "row_hash").first()
+        head_sequence, head_hash = head if head else (0, GENESIS_HASH)
+        created_at = timezone.now()
+        digest = AccessLogDigest(
+            created_at=created_at,
+            head_sequence=head_sequence,
+            head_hash=head_hash,
+            key_id=key_id,
+            signature=digest_sign(
+                created_at=created_at,
+                head_sequence=head_sequence,
+                head_hash=head_hash,
+                key_id=key_id,
+                key=key,
+            ),
+        )
+        digest.save()
+    return digest

@@ -1,0 +1,290 @@
+"""The rules file: import, export, round trip, and every kind of bad file changing nothing."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from audit.models import AccessLog, AccessRule
+from audit.rules_file import RulesFileError, rules_dump, rules_load
+
+pytestmark = pytest.mark.django_db
+
+WORKER = "WK" + "0123456789abcdef" * 2
+ACCOUNT = "AC" + "f" * 32
+
+CONTRACT_EXAMPLE = {
+    "rules": [
+        {
+            "name": "qa-supervisors",
+            "effect": "allow",
+            "identities": ["qa_*"],
+            "worker_sids": [],
+            "roles": ["supervisor", "wfo.quality_manager"],
+            "recordings": {"account_sids": [], "sources": [], "call_sids": [], "max_age_days": 365},
+            "valid_from": None,
+            "valid_until": "2027-06-30T00:00:00Z",
+            "reason": "Quality review, ticket COMP-12",
+        }
+    ]
+}
+
+SECOND_RULE = {
+    "name": "contractor-lockout",
+    "effect": "deny",
+    "identities": ["ext-*", "[vV]endor_?"],
+    "worker_sids": [WORKER],
+    "roles": [],
+    "recordings": {
+        "account_sids": [ACCOUNT],
+        "sources": ["DialVerb"],
+        "call_sids": [],
+        "max_age_days": None,
+    },
+    "valid_from": "2026-01-01T09:30:00+02:00",
+    "valid_until": None,
+    "reason": "Contractors never hear customer calls — COMP-7",
+}
+
+
+def two_rules() -> dict:
+    data = copy.deepcopy(CONTRACT_EXAMPLE)
+    data["rules"].append(copy.deepcopy(SECOND_RULE))
+    return data
+
+
+def export() -> str:
+    out = []
+
+    class Sink:
+        def write(self, text):
+            out.append(text)
+
+        def flush(self):
+            pass
+
+    call_command("export_access_rules", stdout=Sink())
+    return "".join(out)
+
+
+def import_file(tmp_path: Path, content: str | bytes, *args: str) -> str:
+    path = tmp_path / "rules.json"
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    out = []
+
+    class Sink:
+        def write(self, text):
+            out.append(text)
+
+        def flush(self):
+            pass
+
+    call_command("import_access_rules", str(path), *args, stdout=Sink())
+    return "".join(out)
+
+
+def database_state() -> tuple:
+    rules = list(AccessRule.objects.order_by("name").values())
+    return rules, AccessLog.objects.count()
+
+
+def test_the_contract_example_exports_in_the_contract_format(tmp_path):
+    import_file(tmp_path, json.dumps(CONTRACT_EXAMPLE))
+    assert json.loads(export()) == CONTRACT_EXAMPLE
+    assert export() == json.dumps(CONTRACT_EXAMPLE, indent=2) + "\n"
+    assert list(rules_dump()["rules"][0]) == [
+        "name",
+        "effect",
+        "identities",
+        "worker_sids",
+        "roles",
+        "recordings",
+        "valid_from",
+        "valid_until",
+        "reason",
+    ]
+
+
+def test_export_import_export_is_byte_identical(tmp_path):
+    import_file(tmp_path, json.dumps(two_rules()))
+    first = export()
+    assert '"valid_from": "2026-01-01T07:30:00Z"' in first  # offsets come back as UTC Z
+    assert "\\u2014" in first  # ASCII output whatever the terminal
+    import_file(tmp_path, first, "--replace")
+    assert export() == first
+    AccessRule.objects.all().update(reason="changed behind our back")
+    import_file(tmp_path, first, "--replace")
+    assert export() == first
+
+
+def test_import_upserts_by_name_and_logs_each_change(tmp_path):
+    summary = rules_load(two_rules(), replace=False)
+    assert sorted(summary.created) == ["contractor-lockout", "qa-supervisors"]
+    changed = two_rules()
+    changed["rules"][0]["roles"] = ["admin"]
+    summary = rules_load(changed, replace=False)
+    assert summary.updated == ["qa-supervisors"]
+    assert summary.unchanged == ["contractor-lockout"]
+    assert AccessRule.objects.get(name="qa-supervisors").roles == ["admin"]
+    log = list(AccessLog.objects.order_by("sequence").values_list("reason_code", "rule_name"))
+    assert log == [
+        ("rule_created", "qa-supervisors"),
+        ("rule_created", "contractor-lockout"),
+        ("rule_updated", "qa-supervisors"),
+    ]
+    row = AccessLog.objects.order_by("-sequence").first()
+    assert row.action == "rule_change"
+    assert row.detail["fields"] == ["roles"]
+
+
+def test_without_replace_other_rules_stay_and_with_replace_they_are_disabled(tmp_path):
+    rules_load(two_rules(), replace=False)
+    rules_load(CONTRACT_EXAMPLE, replace=False)
+    assert AccessRule.objects.filter(enabled=True).count() == 2
+    summary = rules_load(CONTRACT_EXAMPLE, replace=True)
+    assert summary.disabled == ["contractor-lockout"]
+    lockout = AccessRule.objects.get(name="contractor-lockout")  # kept, never deleted
+    assert lockout.enabled is False
+    assert [rule["name"] for rule in rules_dump()["rules"]] == ["qa-supervisors"]
+    summary = rules_load(two_rules(), replace=True)
+    assert summary.updated == ["contractor-lockout"]
+    assert AccessRule.objects.get(name="contractor-lockout").enabled is True
+
+
+def test_import_prints_a_summary(tmp_path):
+    assert "1 created, 0 updated, 0 unchanged, 0 disabled" in import_file(
+        tmp_path, json.dumps(CONTRACT_EXAMPLE)
+    )
+
+
+def bad(mutate) -> dict:
+    data = two_rules()
+    mutate(data)
+    return data
+
+
+def first_rule(**changes):
+    def mutate(data):
+        data["rules"][0].update(changes)
+
+    return mutate
+
+
+def first_scope(**changes):
+    def mutate(data):
+        data["rules"][0]["recordings"].update(changes)
+
+    return mutate
+
+
+BAD_FILES = {
+    "unknown top-level field": (
+        bad(lambda d: d.update(version=2)),
+        "unknown top-level field 'version'",
+    ),
+    "no rules list": ({"rule": []}, '"rules" list'),
+    "unknown rule field": (
+        bad(first_rule(note="x")),
+        "rule 'qa-supervisors' (#1): unknown field 'note'",
+    ),
+    "unknown scope field": (
+        bad(first_scope(min_age_days=1)),
+        "rule 'qa-supervisors' (#1): unknown field 'recordings.min_age_days'",
+    ),
+    "missing field": (
+        bad(lambda d: d["rules"][1].pop("reason")),
+        "rule 'contractor-lockout' (#2): missing field 'reason'",
+    ),
+    "bad glob": (
+        bad(first_rule(identities=["qa_[12"])),
+        "rule 'qa-supervisors' (#1): field 'identities': unbalanced '['",
+    ),
+    "date without time zone": (
+        bad(first_rule(valid_until="2027-06-30T00:00:00")),
+        "rule 'qa-supervisors' (#1): field 'valid_until'",
+    ),
+    "date that is no date": (
+        bad(first_rule(valid_from="next tuesday")),
+        "rule 'qa-supervisors' (#1): field 'valid_from'",
+    ),
+    "date only": (bad(first_rule(valid_from="2026-01-01")), "field 'valid_from'"),
+    "bad effect": (bad(first_rule(effect="permit")), "rule 'qa-supervisors' (#1): field 'effect'"),
+    "duplicate name": (
+        bad(lambda d: d["rules"][1].update(name="qa-supervisors")),
+        "rule 'qa-supervisors' (#2): field 'name': duplicate of rule #1",
+    ),
+    "list as a string": (bad(first_rule(roles="supervisor")), "field 'roles': must be a list"),
+    "age as a string": (bad(first_scope(max_age_days="365")), "field 'recordings.max_age_days'"),
+    "age as a boolean": (bad(first_scope(max_age_days=True)), "field 'recordings.max_age_days'"),
+    "recordings not an object": (bad(first_rule(recordings=[])), "field 'recordings' must be"),
+    "rule not an object": (
+        bad(lambda d: d["rules"].append("oops")),
+        "rule #3: must be a JSON object",
+    ),
+    "malformed SID": (bad(first_rule(worker_sids=["WK123"])), "field 'worker_sids'"),
+    "window that never opens": (
+        bad(first_rule(valid_from="2028-01-01T00:00:00Z")),
+        "field 'valid_until': must be later",
+    ),
+    "name missing": (bad(lambda d: d["rules"][0].pop("name")), "rule #1: missing field 'name'"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_FILES))
+def test_a_bad_file_exits_1_names_the_problem_and_changes_nothing(tmp_path, case):
+    rules_load(two_rules(), replace=False)
+    AccessRule.objects.filter(name="contractor-lockout").update(reason="before")
+    before = database_state()
+    data, complaint = BAD_FILES[case]
+    with pytest.raises(CommandError) as caught:
+        import_file(tmp_path, json.dumps(data), "--replace")
+    assert caught.value.returncode == 1
+    assert complaint in str(caught.value)
+    assert "nothing was changed" in str(caught.value)
+    assert database_state() == before
+
+
+@pytest.mark.parametrize(
+    ("content", "complaint"),
+    [
+        ('{"rules": [', "not valid JSON"),
+        (b"\xff\xfe{}", "not UTF-8"),
+        ('{"rules": [], "rules": []}', "duplicate key 'rules'"),
+        ("[]", "must be a JSON object"),
+    ],
+)
+def test_unparseable_files_exit_1_and_change_nothing(tmp_path, content, complaint):
+    rules_load(two_rules(), replace=False)
+    before = database_state()
+    with pytest.raises(CommandError) as caught:
+        import_file(tmp_path, content, "--replace")
+    assert caught.value.returncode == 1
+    assert complaint in str(caught.value)
+    assert database_state() == before
+
+
+def test_an_unreadable_file_exits_1(tmp_path):
+    with pytest.raises(CommandError, match="cannot read") as caught:
+        call_command("import_access_rules", str(tmp_path / "missing.json"))
+    assert caught.value.returncode == 1
+
+
+def test_all_problems_are_reported_at_once():
+    data = two_rules()
+    data["rules"][0]["effect"] = "permit"
+    data["rules"][1]["identities"] = ["]"]
+    with pytest.raises(RulesFileError) as caught:
+        rules_load(data, replace=False)
+    assert len(caught.value.problems) == 2
+    assert AccessRule.objects.count() == 0
+
+
+def test_an_empty_rules_list_with_replace_disables_everything():
+    rules_load(two_rules(), replace=False)
+    summary = rules_load({"rules": []}, replace=True)
+    assert sorted(summary.disabled) == ["contractor-lockout", "qa-supervisors"]
+    assert AccessRule.objects.count() == 2
