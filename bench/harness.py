@@ -75,12 +75,14 @@ def prepare_database(env: dict[str, str]) -> None:
 
 
 @contextlib.contextmanager
-def gunicorn(env: dict[str, str], port: int, workers: int = 5) -> Iterator[None]:
+def gunicorn(env: dict[str, str], port: int, workers: int | None = None) -> Iterator[None]:
     """The portal under ``gunicorn -k sync`` on 127.0.0.1:port until the block ends.
 
     Five workers is gunicorn's own advice for two cores (2 x cores + 1): a sync worker waiting
     on PostgreSQL's commit or on Redis holds no core, and the others use it meanwhile.
+    ``BENCH_WORKERS`` overrides it.
     """
+    workers = workers or int(os.environ.get("BENCH_WORKERS", "5"))
     log = open(os.devnull, "w")  # noqa: SIM115 - closed below, after the server stops
     process = subprocess.Popen(
         [

@@ -129,9 +129,7 @@ class RecordingEvent(models.Model):
     deliveries = models.PositiveIntegerField(
         default=1, help_text="How many times Twilio delivered this callback."
     )
-    state = models.CharField(
-        max_length=16, choices=EventState.choices, default=EventState.PENDING, db_index=True
-    )
+    state = models.CharField(max_length=16, choices=EventState.choices, default=EventState.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(default=timezone.now)
     last_error = models.TextField(blank=True)
@@ -144,10 +142,9 @@ class RecordingEvent(models.Model):
                 fields=["recording_sid", "recording_status"], name="one_event_per_status"
             )
         ]
-        indexes = [
-            models.Index(fields=["state", "next_attempt_at"], name="event_due_idx"),
-            models.Index(fields=["recording_sid"], name="event_recording_idx"),
-        ]
+        # Every index costs each webhook an index write: lookups by recording use the unique
+        # constraint's index, the dispatcher uses event_due_idx, the admin received_at's.
+        indexes = [models.Index(fields=["state", "next_attempt_at"], name="event_due_idx")]
 
     def __str__(self) -> str:
         return f"{self.recording_sid} {self.recording_status}"

@@ -25,7 +25,7 @@ from twilio.request_validator import (
 from portal.sealing import SealingError, unseal
 from recordings import services
 from recordings.models import TwilioSubaccount
-from recordings.tasks import enqueue_event
+from recordings.tasks import queue_event_sync
 
 logger = logging.getLogger(__name__)
 
@@ -129,9 +129,10 @@ def recording_status(request: HttpRequest) -> HttpResponse:
         params=params,
         idempotency_token=request.headers.get("I-Twilio-Idempotency-Token", ""),
     )
+    # The event row is the record of every accepted callback; the log line is for debugging.
     if created:
-        transaction.on_commit(lambda: enqueue_event(event_id))
-        logger.info(
+        transaction.on_commit(lambda: queue_event_sync(event_id))
+        logger.debug(
             "recording %s reported %s", fields.recording_sid, fields.status or "(no status)"
         )
     else:

@@ -45,7 +45,7 @@ def broker_down() -> Iterator[None]:
     original = app.conf.broker_url
 
     def point_at(url: str) -> None:
-        tasks.publisher_reset()
+        tasks.event_relay.flush()
         app.conf.broker_url = url
         app._pool = None
         app.amqp._producer_pool = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -11,6 +12,7 @@ from twilio.request_validator import RequestValidator
 
 from portal.sealing import seal
 from recordings.models import EventState, Recording, RecordingEvent, TwilioSubaccount
+from recordings.tasks import event_relay
 from recordings.tests.callbacks import (
     WEBHOOK_PATH,
     callback_params,
@@ -23,9 +25,17 @@ from recordings.tests.callbacks import (
 pytestmark = pytest.mark.django_db
 
 
-def queued_messages() -> int:
-    """Messages waiting in the Celery default queue on the real Redis broker."""
-    return redis.Redis.from_url(settings.REDIS_URL).llen("celery")
+def queued_event_ids() -> list[int]:
+    """Ids of the events whose sync waits in the Celery default queue on the real Redis broker
+    (after the relay has sent what it holds)."""
+    event_relay.flush()
+    ids: list[int] = []
+    for raw in redis.Redis.from_url(settings.REDIS_URL).lrange("celery", 0, -1):
+        message = json.loads(raw)
+        assert message["headers"]["task"] == "recordings.tasks.sync_events"
+        args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+        ids.extend(args[0])
+    return ids
 
 
 def test_signed_callback_is_stored_and_queued(client):
@@ -37,7 +47,7 @@ def test_signed_callback_is_stored_and_queued(client):
     assert event.recording_status == "completed"
     assert event.state == EventState.PENDING
     assert event.payload == params
-    assert queued_messages() == 1
+    assert queued_event_ids() == [event.pk]
     # The request made no Twilio call: the recording row only appears when the task runs.
     assert not Recording.objects.exists()
 
@@ -47,7 +57,7 @@ def test_missing_signature_is_refused_and_nothing_stored(client):
     assert response.status_code == 403
     assert response.json()["error"] == "invalid_signature"
     assert not RecordingEvent.objects.exists()
-    assert queued_messages() == 0
+    assert queued_event_ids() == []
 
 
 def test_tampered_body_is_refused(client):
@@ -165,15 +175,16 @@ def test_replayed_callback_gives_one_event_and_one_sync(client):
     event = RecordingEvent.objects.get()
     assert event.deliveries == 3
     assert event.idempotency_token == "idem-123"
-    assert queued_messages() == 1
+    assert queued_event_ids() == [event.pk]
 
 
 def test_each_status_of_a_recording_is_its_own_event(client):
     sid = new_sid("RE")
     for status in ("in-progress", "completed"):
         assert post_form(client, callback_params(sid, status)).status_code == 204
-    assert RecordingEvent.objects.filter(recording_sid=sid).count() == 2
-    assert queued_messages() == 2
+    events = RecordingEvent.objects.filter(recording_sid=sid)
+    assert sorted(queued_event_ids()) == sorted(event.pk for event in events)
+    assert len(events) == 2
 
 
 def test_get_is_not_allowed(client):
