@@ -42,7 +42,11 @@ def _services_are_up() -> None:
 
 @pytest.fixture(autouse=True)
 def _clean_redis() -> Iterator[None]:
-    """Each test starts with an empty Redis database (cache, broker queues)."""
+    """Each test starts with an empty Redis database (cache, broker queues), and nothing an
+    earlier test left in the event relay can arrive later."""
+    from recordings.tasks import event_relay
+
+    event_relay.flush()
     client = redis.Redis.from_url(settings.REDIS_URL)
     client.flushdb()
     yield

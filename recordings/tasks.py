@@ -56,6 +56,7 @@ class EventRelay:
         self.window = window
         self._ids: list[int] = []
         self._lock = threading.Lock()
+        self._flushing = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._pid = 0
@@ -72,15 +73,21 @@ class EventRelay:
         self._wake.set()
 
     def flush(self) -> int:
-        """Publish everything waiting now; returns how many ids were handed to the broker."""
+        """Publish everything waiting now; returns how many ids were handed to the broker.
+
+        Flushes run one at a time, so when this returns no batch taken earlier by the
+        background thread is still on its way.
+        """
         sent = 0
-        while True:
-            with self._lock:
-                batch, self._ids = self._ids[:RELAY_BATCH_SIZE], self._ids[RELAY_BATCH_SIZE:]
-            if not batch:
-                return sent
-            if publish_event_batch(batch):
-                sent += len(batch)
+        with self._flushing:
+            while True:
+                with self._lock:
+                    batch = self._ids[:RELAY_BATCH_SIZE]
+                    del self._ids[:RELAY_BATCH_SIZE]
+                if not batch:
+                    return sent
+                if publish_event_batch(batch):
+                    sent += len(batch)
 
     def _run(self) -> None:
         while True:
