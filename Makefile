@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint services venv bench bench-webhook clean
+.PHONY: run test lint services venv bench-webhook clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON)"; exit 1; }
@@ -36,7 +36,7 @@ lint: $(STAMP)
 test: $(STAMP) services lint
 	$(VENV)/bin/pytest -n 2 --create-db
 
-bench: $(STAMP) services
+bench-webhook: $(STAMP) services
 	$(PY) bench/webhook.py
 
 clean:
