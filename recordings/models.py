@@ -3,6 +3,8 @@ accounts whose callbacks the portal accepts."""
 
 from __future__ import annotations
 
+import uuid
+
 from django.db import models
 from django.utils import timezone
 
@@ -51,6 +53,14 @@ class MediaLocation(models.TextChoices):
     LOCAL = "local", "local folder (embedded mode)"
 
 
+class IntegrityState(models.TextChoices):
+    """Whether the stored media file was checked to be exactly what Twilio wrote."""
+
+    UNVERIFIED = "unverified", "not checked yet"
+    VERIFIED = "verified", "verified"
+    FAILED = "failed", "failed verification (never served)"
+
+
 class Recording(models.Model):
     """One Twilio Recording resource, as last synced from Twilio's REST API."""
 
@@ -82,6 +92,18 @@ class Recording(models.Model):
     )
     media_bucket = models.CharField(max_length=63, blank=True)
     media_key = models.CharField(max_length=1024, blank=True)
+    media_size = models.BigIntegerField(
+        "stored size", null=True, blank=True, help_text="Bytes of the stored object."
+    )
+    media_etag = models.CharField(
+        max_length=128, blank=True, help_text="ETag of the object that was verified."
+    )
+    media_sha256 = models.CharField(max_length=64, blank=True)
+    integrity_state = models.CharField(
+        max_length=16, choices=IntegrityState.choices, default=IntegrityState.UNVERIFIED
+    )
+    integrity_checked_at = models.DateTimeField(null=True, blank=True)
+    integrity_error = models.TextField(blank=True)
 
     sync_state = models.CharField(
         max_length=16, choices=SyncState.choices, default=SyncState.PENDING, db_index=True
@@ -168,3 +190,69 @@ class TwilioSubaccount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.sid} ({self.friendly_name})" if self.friendly_name else self.sid
+
+
+class PrivateKey(models.Model):
+    """An RSA private key the portal holds to open recordings Twilio encrypted with its public
+    half. Chosen by ``public_key_sid`` from a recording's encryption details, never "the current
+    key": several live side by side, and rotation is adding one.
+
+    The private key is stored sealed under ``PORTAL_MASTER_KEY`` (``portal.sealing``) and never
+    shown again; the admin shows the SID, fingerprint, size and last use.
+    """
+
+    public_key_sid = models.CharField(
+        "public key SID", max_length=34, unique=True, null=True, blank=True
+    )
+    friendly_name = models.CharField(max_length=64, blank=True)
+    fingerprint = models.CharField(
+        max_length=64, unique=True, help_text="SHA-256 of the public key (SubjectPublicKeyInfo)."
+    )
+    key_size = models.PositiveIntegerField(help_text="Bits.")
+    public_key_pem = models.TextField()
+    sealed_private_key = models.TextField(editable=False)
+    master_key_id = models.CharField(max_length=12, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.public_key_sid or f"unregistered {self.fingerprint[:16]}"
+
+
+class MediaLink(models.Model):
+    """A short-lived link to the portal's media endpoint, issued by url_provider.
+
+    The token itself is never stored: only its SHA-256. The link is bound to one recording and
+    to the access-log row that allowed it; fetches are counted here (not in the append-only log,
+    so seeking does not flood it) and summarised into the log once the link has expired.
+    """
+
+    link_id = models.UUIDField(unique=True, default=uuid.uuid4, editable=False)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    recording = models.ForeignKey(Recording, on_delete=models.PROTECT, related_name="links")
+    access_log = models.ForeignKey(
+        "audit.AccessLog", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    identity = models.CharField(max_length=255, blank=True)
+    realm_user_id = models.CharField(max_length=255, blank=True)
+    worker_sid = models.CharField(max_length=34, blank=True)
+    roles = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    expires_at = models.DateTimeField(db_index=True)
+    fetches = models.PositiveIntegerField(default=0)
+    bytes_served = models.BigIntegerField(default=0)
+    first_fetch_at = models.DateTimeField(null=True, blank=True)
+    last_fetch_at = models.DateTimeField(null=True, blank=True)
+    summarized_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["summarized_at", "expires_at"], name="link_to_summarize_idx")
+        ]
+
+    def __str__(self) -> str:
+        return str(self.link_id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import re
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -113,3 +114,125 @@ def check_ready() -> None:
     probe = root / f".ready-{uuid.uuid4().hex}"
     probe.write_bytes(b"")
     probe.unlink()
+
+
+class StorageError(Exception):
+    """Reading a stored recording failed."""
+
+
+class StorageNotFound(StorageError):
+    """No object at that bucket and key (or no such local file)."""
+
+
+class StorageUnavailable(StorageError):
+    """The storage could not be reached or answered with an error: worth trying again."""
+
+
+class StorageChanged(StorageError):
+    """The object is not the one expected (its ETag changed since it was checked)."""
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """What storage says about one object, without reading it."""
+
+    size: int
+    etag: str
+    content_type: str
+    metadata: dict[str, str]
+
+
+READ_CHUNK = 256 * 1024
+
+
+def _local_path(key: str) -> Path:
+    root = local_root().resolve()
+    path = (root / key).resolve()
+    if root not in path.parents:
+        raise StorageNotFound("key points outside the media folder")
+    return path
+
+
+def _local_etag(path: Path) -> str:
+    stat = path.stat()
+    return f"{stat.st_mtime_ns:x}-{stat.st_size:x}"
+
+
+def _s3_error(exc: Exception, what: str) -> StorageError:
+    from botocore.exceptions import ClientError
+
+    if isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if code in ("NoSuchKey", "NoSuchBucket", "404", "NotFound") or status == 404:
+            return StorageNotFound(f"{what}: not found")
+        if code in ("PreconditionFailed", "412") or status == 412:
+            return StorageChanged(f"{what}: the object changed")
+        return StorageUnavailable(f"{what}: S3 answered {code or status}")
+    return StorageUnavailable(f"{what}: S3 unreachable ({type(exc).__name__})")
+
+
+def object_stat(*, local: bool, bucket: str, key: str) -> StoredObject:
+    """Size, ETag, content type and user metadata of a stored recording file."""
+    if local:
+        path = _local_path(key)
+        if not path.is_file():
+            raise StorageNotFound(f"{key}: no such file")
+        return StoredObject(path.stat().st_size, _local_etag(path), "", {})
+    try:
+        head = s3_client().head_object(Bucket=bucket or settings.AWS_STORAGE_BUCKET_NAME, Key=key)
+    except Exception as exc:
+        raise _s3_error(exc, f"s3://{bucket}/{key}") from None
+    return StoredObject(
+        size=int(head["ContentLength"]),
+        etag=head.get("ETag", ""),
+        content_type=head.get("ContentType", ""),
+        metadata={k.lower(): v for k, v in head.get("Metadata", {}).items()},
+    )
+
+
+def object_read(
+    *, local: bool, bucket: str, key: str, start: int, end: int, if_match: str = ""
+) -> Iterator[bytes]:
+    """Bytes ``[start, end)`` of a stored recording file, streamed in chunks.
+
+    With ``if_match`` (an ETag from :func:`object_stat`), a file that changed meanwhile is
+    refused with :class:`StorageChanged` rather than served.
+    """
+    if end <= start:
+        return
+    if local:
+        path = _local_path(key)
+        try:
+            handle = path.open("rb")
+        except FileNotFoundError:
+            raise StorageNotFound(f"{key}: no such file") from None
+        with handle:
+            if if_match and _local_etag(path) != if_match:
+                raise StorageChanged(f"{key}: the file changed")
+            handle.seek(start)
+            remaining = end - start
+            while remaining > 0:
+                chunk = handle.read(min(READ_CHUNK, remaining))
+                if not chunk:
+                    raise StorageChanged(f"{key}: the file is shorter than expected")
+                remaining -= len(chunk)
+                yield chunk
+        return
+    arguments = {
+        "Bucket": bucket or settings.AWS_STORAGE_BUCKET_NAME,
+        "Key": key,
+        "Range": f"bytes={start}-{end - 1}",
+    }
+    if if_match:
+        arguments["IfMatch"] = if_match
+    try:
+        body = s3_client().get_object(**arguments)["Body"]
+    except Exception as exc:
+        raise _s3_error(exc, f"s3://{arguments['Bucket']}/{key}") from None
+    try:
+        yield from body.iter_chunks(READ_CHUNK)
+    except Exception as exc:
+        raise _s3_error(exc, f"s3://{arguments['Bucket']}/{key}") from None
+    finally:
+        body.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -259,33 +260,69 @@ def _media_session() -> requests.Session:
     return requests.Session()
 
 
-@contextmanager
-def recording_media_open(
-    *, sid: str, account_sid: str | None = None, channels: int | None = None, fmt: str = "wav"
-) -> Iterator[requests.Response]:
-    """Open a recording's media at Twilio as a streaming HTTP response (read with
-    ``iter_content``); dual-channel recordings are asked for both channels."""
+@dataclass
+class TwilioMedia:
+    """A recording's media as Twilio sends it: bytes ``[start, end)`` of ``size``."""
+
+    size: int
+    start: int
+    end: int
+    partial: bool
+    chunks: Iterator[bytes]
+
+
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
+
+
+def recording_media_fetch(
+    *,
+    sid: str,
+    account_sid: str | None = None,
+    channels: int | None = None,
+    range_header: str | None = None,
+    fmt: str = "wav",
+    chunk_size: int = 256 * 1024,
+) -> TwilioMedia:
+    """Stream a recording's media from Twilio (dual-channel recordings with both channels),
+    passing a player's ``Range`` header through. The connection closes when ``chunks`` is
+    exhausted or closed."""
     default_account, auth_token = _credentials()
     account = account_sid or default_account
     url = rewrite_url(
         f"https://api.twilio.com/2010-04-01/Accounts/{account}/Recordings/{sid}.{fmt}"
     )
     params = {"RequestedChannels": "2"} if channels == 2 else None
+    headers = {"Range": range_header} if range_header else {}
     try:
         response = _media_session().get(
             url,
             params=params,
+            headers=headers,
             auth=(default_account, auth_token),
             stream=True,
             timeout=settings.TWILIO_HTTP_TIMEOUT,
         )
     except requests.RequestException as exc:
         raise TwilioUnavailable(f"download {sid}: unreachable ({type(exc).__name__})") from None
-    try:
-        if response.status_code >= 400:
-            raise _classify(
-                response.status_code, f"download {sid}: Twilio answered {response.status_code}"
-            )
-        yield response
-    finally:
+    if response.status_code >= 400:
         response.close()
+        raise _classify(
+            response.status_code, f"download {sid}: Twilio answered {response.status_code}"
+        )
+    found = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
+    if response.status_code == 206 and found:
+        start, last, size = (int(value) for value in found.groups())
+        end, partial = last + 1, True
+    else:
+        size = int(response.headers.get("Content-Length") or 0)
+        start, end, partial = 0, size, False
+
+    def chunks() -> Iterator[bytes]:
+        try:
+            yield from response.iter_content(chunk_size)
+        except requests.RequestException as exc:
+            raise TwilioUnavailable(f"download {sid}: interrupted ({type(exc).__name__})") from None
+        finally:
+            response.close()
+
+    return TwilioMedia(size=size, start=start, end=end, partial=partial, chunks=chunks())
