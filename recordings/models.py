@@ -233,9 +233,9 @@ class MediaLink(models.Model):
     link_id = models.UUIDField(unique=True, default=uuid.uuid4, editable=False)
     token_hash = models.CharField(max_length=64, unique=True, editable=False)
     recording = models.ForeignKey(Recording, on_delete=models.PROTECT, related_name="links")
-    access_log = models.ForeignKey(
-        "audit.AccessLog", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
-    )
+    # The sequence of the access-log row that allowed the link (no foreign key: the log is
+    # append-only and owes nothing to other tables).
+    access_log_sequence = models.PositiveBigIntegerField(null=True, blank=True)
     identity = models.CharField(max_length=255, blank=True)
     realm_user_id = models.CharField(max_length=255, blank=True)
     worker_sid = models.CharField(max_length=34, blank=True)
