@@ -173,6 +173,9 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Workers keep Django's logging (JSON lines, request ids, the redacting filter) instead of
+# Celery replacing the root logger's handlers with its own.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # A webhook must answer fast even when the broker is down: give up publishing quickly and let
 # the periodic dispatcher pick the stored event up later.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {

@@ -133,5 +133,5 @@ def test_incoming_request_id_is_kept_only_when_well_formed(client):
 
 
 def test_outside_a_request_the_request_id_is_a_dash(log_output):
-    logging.getLogger("celery.task").info("working")
+    logging.getLogger("recordings.tasks").info("working")
     assert lines(log_output)[-1]["request_id"] == "-"
