@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint services venv bench-webhook clean
+.PHONY: run test lint services browser venv bench-webhook clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON)"; exit 1; }
@@ -26,6 +26,10 @@ run: $(STAMP)
 services:
 	@bash .ci/services.sh
 
+# Debian's Chromium for the browser tests; installed when missing.
+browser:
+	@bash .ci/browser.sh
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) manage.py makemigrations --check --dry-run
@@ -33,7 +37,7 @@ lint: $(STAMP)
 	  DJANGO_ALLOWED_HOSTS=portal.example.com PORTAL_MASTER_KEY=$$($(PY) -c "import base64,os;print(base64.urlsafe_b64encode(os.urandom(32)).decode())") \
 	  $(PY) manage.py check --deploy --fail-level WARNING
 
-test: $(STAMP) services lint
+test: $(STAMP) services browser lint
 	$(VENV)/bin/pytest -n 2 --create-db
 
 bench-webhook: $(STAMP) services
