@@ -52,6 +52,10 @@ class SessionTimeoutMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        # Only requests with a session cookie can be logged in; API and webhook requests have
+        # none, and must not pay for loading an empty session (nor get "Vary: Cookie").
+        if settings.SESSION_COOKIE_NAME not in request.COOKIES:
+            return self.get_response(request)
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
             now = time.time()

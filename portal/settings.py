@@ -158,6 +158,9 @@ TWILIO_HTTP_TIMEOUT = env.float("TWILIO_HTTP_TIMEOUT", default=10.0)
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="").rstrip("/")
 FLEX_ALLOWED_ORIGINS = env.list("FLEX_ALLOWED_ORIGINS", default=["https://flex.twilio.com"])
 MEDIA_LINK_TTL_SECONDS = env.int("MEDIA_LINK_TTL_SECONDS", default=300)
+# Serve every recording through the portal's media endpoint, even unencrypted ones in S3 that
+# could get a presigned URL (one place to log every byte; no S3 URL ever reaches a browser).
+MEDIA_LINKS_VIA_PORTAL = env.bool("MEDIA_LINKS_VIA_PORTAL", default=False)
 
 # Key(s) that sign the audit log's digests (HMAC-SHA256), comma-separated: the first signs, all
 # verify. Unset: derived from PORTAL_MASTER_KEY with its own label, never from DJANGO_SECRET_KEY.
@@ -198,6 +201,10 @@ CELERY_BEAT_SCHEDULE = {
     "reconcile-recent-recordings": {
         "task": "recordings.tasks.reconcile_recent",
         "schedule": timedelta(minutes=30),
+    },
+    "summarize-media-links": {
+        "task": "recordings.tasks.summarize_media_links",
+        "schedule": timedelta(minutes=5),
     },
     "sign-audit-log-head": {
         "task": "audit.tasks.sign_audit_head",

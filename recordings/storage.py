@@ -81,6 +81,8 @@ def _s3_client(endpoint: str | None, region: str | None, key_id: str | None, sec
         aws_secret_access_key=secret,
         config=Config(
             signature_version="s3v4",
+            # MinIO, moto and VPC endpoints answer path-style; AWS itself picks its own.
+            s3={"addressing_style": "path" if endpoint else "auto"},
             connect_timeout=3,
             read_timeout=10,
             retries={"max_attempts": 2, "mode": "standard"},
@@ -95,6 +97,16 @@ def s3_client():
         settings.AWS_S3_REGION_NAME,
         settings.AWS_ACCESS_KEY_ID,
         settings.AWS_SECRET_ACCESS_KEY,
+    )
+
+
+def presigned_get_url(*, bucket: str, key: str, ttl: int) -> str:
+    """A presigned GET URL for one object, valid ``ttl`` seconds. Computed locally (no call to
+    S3); it is a credential: never log it."""
+    return s3_client().generate_presigned_url(
+        "get_object",
+        Params={"Bucket": bucket or settings.AWS_STORAGE_BUCKET_NAME, "Key": key},
+        ExpiresIn=ttl,
     )
 
 

@@ -18,7 +18,7 @@ from datetime import timedelta
 from celery import current_app, shared_task
 from django.utils import timezone
 
-from recordings import services, twilio_client
+from recordings import links, services, twilio_client
 from recordings.models import RecordingEvent
 
 logger = logging.getLogger(__name__)
@@ -168,6 +168,12 @@ def dispatch_pending_events() -> int:
     if queued:
         logger.info("dispatched %s pending recording events", queued)
     return queued
+
+
+@shared_task
+def summarize_media_links() -> int:
+    """Write the playback summary rows of expired media links (see ``links``)."""
+    return links.media_links_summarize()
 
 
 @shared_task

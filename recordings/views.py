@@ -1,0 +1,61 @@
+"""The portal's media endpoint: what a ``media_url`` issued by url_provider points to.
+
+Serves the (decrypted) recording whole or by ``Range`` (206), for the player's ``<audio>``
+element on another origin. Thin: ``recordings.playback.media_serve`` decides and audits.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.views.decorators.http import require_http_methods
+
+from portal.http import flex_cors
+from recordings import links, playback
+from recordings.api import request_context
+from recordings.models import MediaLink
+
+
+def _counted(chunks: Iterator[bytes], link: MediaLink) -> Iterator[bytes]:
+    """Pass the chunks on, and add what was actually sent to the link's byte count (also when
+    the player hangs up mid-way, as it does when seeking)."""
+    sent = 0
+    try:
+        for chunk in chunks:
+            sent += len(chunk)
+            yield chunk
+    finally:
+        links.media_link_add_bytes(link=link, count=sent)
+
+
+@flex_cors
+@require_http_methods(["GET", "HEAD"])
+def media_stream(request: HttpRequest, link_id: uuid.UUID) -> HttpResponse:
+    """Stream a recording for a valid link: 200 whole, 206 a range, 403 a bad link."""
+    answer = playback.media_serve(
+        link_id=link_id,
+        token=request.GET.get("token", ""),
+        range_header=request.headers.get("Range"),
+        context=request_context(request),
+    )
+    if answer.body is None:
+        response: HttpResponse = JsonResponse(answer.error or {}, status=answer.status)
+        if answer.size is not None:
+            response["Content-Range"] = f"bytes */{answer.size}"
+    else:
+        body = answer.body
+        if request.method == "HEAD":
+            response = HttpResponse(status=answer.status)  # the body is never read
+        else:
+            response = StreamingHttpResponse(
+                _counted(body.chunks, answer.link), status=answer.status
+            )
+        response["Content-Type"] = body.content_type
+        response["Content-Length"] = str(body.length)
+        if body.partial:
+            response["Content-Range"] = body.content_range
+    response["Accept-Ranges"] = "bytes"
+    response["Cache-Control"] = "no-store"
+    return response
