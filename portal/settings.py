@@ -161,6 +161,8 @@ MEDIA_LINK_TTL_SECONDS = env.int("MEDIA_LINK_TTL_SECONDS", default=300)
 # Serve every recording through the portal's media endpoint, even unencrypted ones in S3 that
 # could get a presigned URL (one place to log every byte; no S3 URL ever reaches a browser).
 MEDIA_LINKS_VIA_PORTAL = env.bool("MEDIA_LINKS_VIA_PORTAL", default=False)
+# /demo/player: a page that behaves like the Flex Insights Player (embedded mode only).
+DEMO_PLAYER_ENABLED = env.bool("DEMO_PLAYER_ENABLED", default=DEBUG)
 
 # Key(s) that sign the audit log's digests (HMAC-SHA256), comma-separated: the first signs, all
 # verify. Unset: derived from PORTAL_MASTER_KEY with its own label, never from DJANGO_SECRET_KEY.

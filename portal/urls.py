@@ -13,6 +13,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/v1/url-provider", api.url_provider, name="url-provider"),
     path("media/<uuid:link_id>", views.media_stream, name="media-stream"),
+    path("demo/player", views.demo_player, name="demo-player"),
     path("twilio/recording-status", webhooks.recording_status, name="recording-status"),
     path("admin/", admin.site.urls),
 ]

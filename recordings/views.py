@@ -9,7 +9,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.conf import settings
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.shortcuts import render
 from django.views.decorators.http import require_http_methods
 
 from portal.http import flex_cors
@@ -59,3 +61,23 @@ def media_stream(request: HttpRequest, link_id: uuid.UUID) -> HttpResponse:
     response["Accept-Ranges"] = "bytes"
     response["Cache-Control"] = "no-store"
     return response
+
+
+def demo_player(request: HttpRequest) -> HttpResponse:
+    """A page that behaves like the Flex Insights Player, for the demo and the browser tests.
+
+    Served only when ``DEMO_PLAYER_ENABLED`` (embedded mode); ``?portal=`` points it at a portal
+    on another origin, as Flex is.
+    """
+    if not settings.DEMO_PLAYER_ENABLED:
+        raise Http404("the demo player is off")
+    return render(
+        request,
+        "player/demo.html",
+        {
+            "portal_origin": request.GET.get("portal")
+            or f"{request.scheme}://{request.get_host()}",
+            "token": request.GET.get("token", ""),
+            "recording_sid": request.GET.get("recording_sid", ""),
+        },
+    )
