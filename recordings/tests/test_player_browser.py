@@ -43,7 +43,9 @@ def test_allowed_user_plays_to_the_end_and_can_seek(player, fake_twilio):
     assert wait_for_state(page, "ended") == "Played to the end."
     duration = page.evaluate("document.getElementById('audio').duration")
     assert duration == pytest.approx(3, abs=0.1)
-    assert page.evaluate("document.getElementById('audio').currentTime") == pytest.approx(duration, abs=0.1)
+    assert page.evaluate("document.getElementById('audio').currentTime") == pytest.approx(
+        duration, abs=0.1
+    )
 
     page.evaluate("document.getElementById('audio').play()")
     page.click("#seek")
