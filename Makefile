@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint services browser venv bench-webhook clean
+.PHONY: run test lint services browser venv bench-webhook bench-url-provider clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON)"; exit 1; }
@@ -17,10 +17,18 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 venv: $(STAMP)
 
+# The demo talks to the project's fake Twilio (tokens demo-supervisor-token, demo-agent-token).
+DEMO_ENV := TWILIO_ACCOUNT_SID=ACdddddddddddddddddddddddddddddddd \
+	TWILIO_AUTH_TOKEN=demo0000000000000000000000000000 \
+	TWILIO_API_OVERRIDE=http://127.0.0.1:8799
+
 run: $(STAMP)
-	$(PY) manage.py migrate --noinput
-	$(PY) manage.py seed_demo
-	$(PY) manage.py runserver 127.0.0.1:8000
+	mkdir -p var
+	$(DEMO_ENV) $(PY) manage.py migrate --noinput
+	$(DEMO_ENV) $(PY) manage.py seed_demo
+	@$(DEMO_ENV) bash -c '$(PY) manage.py run_fake_twilio --port 8799 --demo >var/fake-twilio.log 2>&1 & \
+	  fake=$$!; trap "kill $$fake" EXIT; $(PY) manage.py runserver 127.0.0.1:8000'
+
 
 # PostgreSQL and Redis on this machine; started when they are down.
 services:
@@ -42,6 +50,9 @@ test: $(STAMP) services browser lint
 
 bench-webhook: $(STAMP) services
 	$(PY) bench/webhook.py
+
+bench-url-provider: $(STAMP) services
+	$(PY) bench/url_provider.py
 
 clean:
 	rm -rf $(VENV) db.sqlite3 media var

@@ -71,7 +71,6 @@ def media_link_issue(
     realm_user_id: str = "",
     worker_sid: str = "",
     roles: tuple[str, ...] = (),
-    access_log_sequence: int | None = None,
     now: datetime | None = None,
 ) -> IssuedLink:
     """Make the link for an access that was just allowed (and audited under ``link_id``)."""
@@ -87,7 +86,6 @@ def media_link_issue(
         link_id=link_id,
         token_hash=_token_hash(token),
         recording=recording,
-        access_log_sequence=access_log_sequence,
         identity=identity,
         realm_user_id=realm_user_id,
         worker_sid=worker_sid,
@@ -96,6 +94,11 @@ def media_link_issue(
     )
     path = reverse("media-stream", kwargs={"link_id": link_id})
     return IssuedLink(url=f"{base_url}{path}?token={token}", link_id=str(link_id), kind="portal")
+
+
+def media_link_bind(*, link_id: str, access_log_sequence: int) -> None:
+    """Record which access-log row allowed a portal link (written right after the link)."""
+    MediaLink.objects.filter(link_id=link_id).update(access_log_sequence=access_log_sequence)
 
 
 def media_link_resolve(*, link_id: uuid.UUID, token: str, now: datetime | None = None) -> MediaLink:

@@ -12,7 +12,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import transaction
 from django.utils import timezone
 
 from audit.decisions import RecordingFacts, access_decide
@@ -132,25 +131,24 @@ def url_provide(
             rule_name=decision.rule_name or "",
         )
 
-    link_id = uuid.uuid4()
-    with transaction.atomic():  # the allowing row and its link exist together or not at all
-        row = record(
-            "allowed",
-            decision.reason_code,
-            rule_name=decision.rule_name or "",
-            link_id=str(link_id),
-        )
-        issued = links.media_link_issue(
-            recording=recording,
-            link_id=link_id,
-            base_url=base_url,
-            identity=caller.identity,
-            realm_user_id=caller.realm_user_id,
-            worker_sid=caller.worker_sid,
-            roles=caller.roles,
-            access_log_sequence=row.sequence,
-            now=now,
-        )
+    # The link is made first and handed out only after its audit row is written: a failure in
+    # between leaves an unused link, never an unaudited one. Making it outside the row's
+    # transaction keeps the audit chain's lock (one for all requests) as short as it can be.
+    issued = links.media_link_issue(
+        recording=recording,
+        link_id=uuid.uuid4(),
+        base_url=base_url,
+        identity=caller.identity,
+        realm_user_id=caller.realm_user_id,
+        worker_sid=caller.worker_sid,
+        roles=caller.roles,
+        now=now,
+    )
+    row = record(
+        "allowed", decision.reason_code, rule_name=decision.rule_name or "", link_id=issued.link_id
+    )
+    if issued.kind == "portal":
+        links.media_link_bind(link_id=issued.link_id, access_log_sequence=row.sequence)
     return Answer(200, {"media_url": issued.url})
 
 

@@ -15,6 +15,7 @@ import pytest
 import requests
 from django.core.management import CommandError, call_command
 
+from audit.models import AccessRule
 from recordings import storage
 from recordings.models import MediaLocation, Recording
 
@@ -29,6 +30,9 @@ def test_seed_demo_prints_the_login_and_is_repeatable(settings, tmp_path):
     call_command("seed_demo", stdout=out)
     call_command("seed_demo", stdout=StringIO())  # twice: updates, never duplicates
     assert re.search(r"user 'demo'\s+password '\S{12,}'", out.getvalue())
+    assert "/demo/player?token=demo-supervisor-token&recording_sid=RE" in out.getvalue()
+    rule = AccessRule.objects.get(name="demo-supervisors")
+    assert (rule.effect, rule.enabled) == ("allow", True)
     recordings = Recording.objects.all()
     assert recordings.count() == 3
     for recording in recordings:

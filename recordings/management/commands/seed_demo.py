@@ -12,6 +12,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from django.utils import timezone
 
+from audit.rules_file import rules_load
 from recordings import storage
 from recordings.models import MediaLocation, Recording, RecordingStatus, SyncState
 from recordings.testing import make_wav
@@ -72,9 +73,37 @@ class Command(BaseCommand):
                     "synced_at": now,
                 },
             )
+        rules_load(
+            {
+                "rules": [
+                    {
+                        "name": "demo-supervisors",
+                        "effect": "allow",
+                        "identities": [],
+                        "worker_sids": [],
+                        "roles": ["supervisor", "wfo.full_access", "wfo.quality_manager"],
+                        "recordings": {
+                            "account_sids": [],
+                            "sources": [],
+                            "call_sids": [],
+                            "max_age_days": 365,
+                        },
+                        "valid_from": None,
+                        "valid_until": None,
+                        "reason": "Demo: supervisors and quality managers may listen.",
+                    }
+                ]
+            },
+            replace=False,
+            actor="seed_demo",
+        )
         self.stdout.write(self.style.SUCCESS("Demo data ready."))
         self.stdout.write(
             f"  Admin:     http://127.0.0.1:8000/admin/  user {DEMO_USERNAME!r}  "
             f"password {password!r}"
         )
         self.stdout.write(f"  Recordings: {', '.join(demo_sid('RE', n) for n in (1, 2, 3))}")
+        self.stdout.write(
+            "  Player:    http://127.0.0.1:8000/demo/player?token=demo-supervisor-token"
+            f"&recording_sid={demo_sid('RE', 1)}  (demo-agent-token is denied)"
+        )
