@@ -7,6 +7,7 @@ from typing import Any
 from django.apps import AppConfig
 from django.db.backends.base.creation import TEST_DATABASE_PREFIX
 from django.db.backends.signals import connection_created
+from django.db.models.signals import post_migrate
 
 
 def _allow_truncate_in_test_databases(sender: Any, connection: Any, **kwargs: Any) -> None:
@@ -27,6 +28,16 @@ def _allow_truncate_in_test_databases(sender: Any, connection: Any, **kwargs: An
             cursor.execute("SET audit.allow_truncate = 'on'")
 
 
+def _compliance_groups(sender: AppConfig, **kwargs: Any) -> None:
+    """After ``migrate`` (and the test framework's table flushes): add missing compliance
+    groups and permissions (``audit.groups``)."""
+    from django.apps import apps as global_apps
+
+    from audit.groups import compliance_groups_ensure
+
+    compliance_groups_ensure(global_apps)
+
+
 class AuditConfig(AppConfig):
     """Access rules and the access log."""
 
@@ -34,7 +45,11 @@ class AuditConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        """Connect the test-database hook (see ``_allow_truncate_in_test_databases``)."""
+        """Connect the test-database hook (see ``_allow_truncate_in_test_databases``) and keep
+        the compliance groups complete after every ``migrate`` (``audit.groups``)."""
         connection_created.connect(
             _allow_truncate_in_test_databases, dispatch_uid="audit_allow_truncate_in_tests"
+        )
+        post_migrate.connect(
+            _compliance_groups, sender=self, dispatch_uid="audit_compliance_groups"
         )

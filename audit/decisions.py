@@ -175,3 +175,46 @@ def access_decide(
     if deciding_allow is not None:
         return Decision(True, ReasonCode.ALLOWED_BY_RULE, deciding_allow.name, deciding_allow.pk)
     return Decision(False, ReasonCode.NO_MATCHING_RULE)
+
+
+@dataclass(frozen=True, slots=True)
+class RuleCheck:
+    """Why one rule does or does not apply to a request (the admin's rule tester shows it).
+
+    ``applies`` is true when the rule is in force at ``now`` and both its subject and its
+    recording scope match; it is computed by the same predicates ``access_decide`` uses.
+    """
+
+    rule: AccessRule
+    in_force: bool
+    subject_matches: bool
+    scope_matches: bool
+
+    @property
+    def applies(self) -> bool:
+        """True when the rule takes part in the decision."""
+        return self.in_force and self.subject_matches and self.scope_matches
+
+
+def access_explain(
+    *,
+    caller: Caller,
+    recording: RecordingFacts,
+    now: datetime,
+    rules: Sequence[AccessRule],
+) -> list[RuleCheck]:
+    """For each of ``rules`` (disabled ones included), whether it applies and why not.
+
+    An explanation only: the decision is always :func:`access_decide`'s.
+    """
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("access_explain needs a timezone-aware 'now'")
+    return [
+        RuleCheck(
+            rule=rule,
+            in_force=_in_force(rule, now),
+            subject_matches=_subject_matches(rule, caller),
+            scope_matches=_scope_matches(rule, recording, now),
+        )
+        for rule in rules
+    ]

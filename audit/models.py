@@ -93,9 +93,14 @@ class AccessAction(models.TextChoices):
 
     URL_PROVIDER = "url_provider", "url_provider request"
     MEDIA_FETCH = "media_fetch", "media fetch"
+    MEDIA_PLAYBACK = "media_playback", "media playback (summary of a link's fetches)"
     ADMIN_VIEW = "admin_view", "admin view"
+    ADMIN_EXPORT = "admin_export", "admin export"
     RECORDING_SYNC = "recording_sync", "recording sync"
     RULE_CHANGE = "rule_change", "rule change"
+    CHAIN_VERIFY = "chain_verify", "audit chain verification"
+    TWILIO_CONFIG = "twilio_config", "Twilio storage configuration"
+    PRIVATE_KEY_DELETE = "private_key_delete", "private key deletion"
 
 
 class AccessOutcome(models.TextChoices):
@@ -224,3 +229,33 @@ class AccessLogDigest(AppendOnlyModel):
 
     def __str__(self) -> str:
         return f"digest of #{self.head_sequence} at {self.created_at:%Y-%m-%d %H:%M:%S}Z"
+
+
+class ChainCheck(models.Model):
+    """The result of one full verification of the access log (``audit.chain.chain_verify``).
+
+    Kept so the dashboard can raise "broken audit chain" without re-hashing a million rows on
+    every page view: the nightly task and the admin's "Verify audit chain" page each add one.
+    Each run is also written to the access log itself (``chain_verify``).
+    """
+
+    checked_at = models.DateTimeField(default=timezone.now, db_index=True)
+    trigger = models.CharField(max_length=16, help_text="admin, schedule or command.")
+    actor = models.CharField(max_length=255, blank=True)
+    ok = models.BooleanField()
+    count = models.PositiveBigIntegerField(help_text="Rows verified.")
+    digests_checked = models.PositiveIntegerField(default=0)
+    first_bad_sequence = models.PositiveBigIntegerField(null=True, blank=True)
+    bad_row_id = models.BigIntegerField(null=True, blank=True)
+    problem = models.CharField(max_length=32, blank=True)
+    message = models.TextField(blank=True)
+    bad_row_time = models.DateTimeField(null=True, blank=True)
+    last_digest_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-checked_at", "-id"]
+        verbose_name = "audit chain check"
+
+    def __str__(self) -> str:
+        verdict = "intact" if self.ok else f"BROKEN at #{self.first_bad_sequence}"
+        return f"{self.checked_at:%Y-%m-%d %H:%M:%S}Z: {verdict}"

@@ -5,11 +5,14 @@ A file lists the rules in force. ``rules_load`` checks the whole file before wri
 and then writes in one transaction; every rule it names ends up enabled. With ``replace=True``,
 enabled rules the file does not name are disabled, never deleted. ``rules_dump`` writes the
 enabled rules, by name, in exactly the file's format, so export → import → export is
-byte-identical. Each change is written to the access log as a ``rule_change`` row.
+byte-identical. Each change is written to the access log as a ``rule_change`` row, with its
+old and new values. ``rules_preview`` answers what a load would change without writing anything
+(the admin's import shows it before the officer confirms).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,8 +21,8 @@ from typing import Any
 
 from django.db import transaction
 
-from audit.models import AccessAction, AccessOutcome, AccessRule
-from audit.services import access_log_append
+from audit.models import AccessRule
+from audit.services import access_rule_change_log, access_rule_values
 from audit.validation import AccessRuleInvalid, access_rule_validate
 
 # Field order of a rule in the file, as in CONTRACT.md.
@@ -191,15 +194,86 @@ def rules_file_validate(data: Any) -> list[dict[str, Any]]:
     return parsed
 
 
-def _rule_change_log(*, rule: AccessRule, change: str, fields: list[str], actor: str) -> None:
-    access_log_append(
-        action=AccessAction.RULE_CHANGE,
-        outcome=AccessOutcome.ALLOWED,
-        reason_code=f"rule_{change}",
-        identity=actor,
-        rule_name=rule.name,
-        detail={"via": "rules_file", "rule_id": rule.pk, "fields": fields},
-    )
+def _rule_change_log(
+    *, rule: AccessRule, change: str, before: dict[str, Any] | None, actor: str
+) -> None:
+    access_rule_change_log(rule=rule, change=change, before=before, actor=actor, via="rules_file")
+
+
+def _changed_fields(rule: AccessRule, values: Mapping[str, Any]) -> list[str]:
+    """The fields loading ``values`` would change on ``rule`` (``enabled`` when it is off)."""
+    changed = [key for key in MODEL_FIELDS if getattr(rule, key) != values[key]]
+    if not rule.enabled:
+        changed.append("enabled")
+    return changed
+
+
+@dataclass(frozen=True)
+class RulePreview:
+    """What loading a file would do to one rule: ``change`` is ``created``, ``updated``,
+    ``unchanged`` or ``disabled``; ``fields`` lists ``(field, old, new)`` for each value that
+    would change, in the file's terms (``recordings.max_age_days``, ISO times)."""
+
+    name: str
+    change: str
+    fields: tuple[tuple[str, Any, Any], ...] = ()
+
+
+def _file_value(key: str, value: Any) -> Any:
+    if key in ("valid_from", "valid_until"):
+        return _timestamp(value)
+    return list(value) if isinstance(value, list | tuple) else value
+
+
+def _file_name(key: str) -> str:
+    return f"recordings.{key}" if key in RECORDING_KEYS else key
+
+
+def rules_preview(data: Mapping[str, Any], *, replace: bool) -> list[RulePreview]:
+    """What :func:`rules_load` would do with ``data``, without writing anything.
+
+    Validates exactly as ``rules_load`` does (raising :class:`RulesFileError`), then compares
+    with the rules in the database: one :class:`RulePreview` per rule named in the file (file
+    order), then, with ``replace``, one per enabled rule the file would disable (by name).
+    """
+    parsed = rules_file_validate(data)
+    existing = {rule.name: rule for rule in AccessRule.objects.all()}
+    previews: list[RulePreview] = []
+    for values in parsed:
+        rule = existing.get(values["name"])
+        if rule is None:
+            fields = tuple(
+                (_file_name(key), None, _file_value(key, values[key])) for key in MODEL_FIELDS
+            )
+            previews.append(RulePreview(values["name"], "created", fields))
+            continue
+        changed = _changed_fields(rule, values)
+        fields = tuple(
+            ("enabled", False, True)
+            if key == "enabled"
+            else (
+                _file_name(key),
+                _file_value(key, getattr(rule, key)),
+                _file_value(key, values[key]),
+            )
+            for key in changed
+        )
+        previews.append(RulePreview(rule.name, "updated" if changed else "unchanged", fields))
+    if replace:
+        named = {values["name"] for values in parsed}
+        previews.extend(
+            RulePreview(name, "disabled", (("enabled", True, False),))
+            for name, rule in sorted(existing.items())
+            if rule.enabled and name not in named
+        )
+    return previews
+
+
+def rules_state_fingerprint() -> str:
+    """A SHA-256 over every rule's id and values, disabled rules included: it differs as soon
+    as any rule changes, so a preview shown to an officer can be refused once out of date."""
+    state = [[rule.pk, access_rule_values(rule)] for rule in AccessRule.objects.order_by("pk")]
+    return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()
 
 
 @transaction.atomic
@@ -219,28 +293,27 @@ def rules_load(data: Mapping[str, Any], *, replace: bool, actor: str = "cli") ->
             rule = AccessRule(name=values["name"], **{key: values[key] for key in MODEL_FIELDS})
             rule.save()
             summary.created.append(rule.name)
-            _rule_change_log(rule=rule, change="created", fields=list(MODEL_FIELDS), actor=actor)
+            _rule_change_log(rule=rule, change="created", before=None, actor=actor)
             continue
-        changed = [key for key in MODEL_FIELDS if getattr(rule, key) != values[key]]
-        if not rule.enabled:
-            changed.append("enabled")
-        if not changed:
+        if not _changed_fields(rule, values):
             summary.unchanged.append(rule.name)
             continue
+        before = access_rule_values(rule)
         for key in MODEL_FIELDS:
             setattr(rule, key, values[key])
         rule.enabled = True
         rule.save()
         summary.updated.append(rule.name)
-        _rule_change_log(rule=rule, change="updated", fields=changed, actor=actor)
+        _rule_change_log(rule=rule, change="updated", before=before, actor=actor)
     if replace:
         named = {values["name"] for values in parsed}
         for rule in existing.values():
             if rule.enabled and rule.name not in named:
+                before = access_rule_values(rule)
                 rule.enabled = False
                 rule.save(update_fields=["enabled", "updated_at"])
                 summary.disabled.append(rule.name)
-                _rule_change_log(rule=rule, change="disabled", fields=["enabled"], actor=actor)
+                _rule_change_log(rule=rule, change="disabled", before=before, actor=actor)
     return summary
 
 

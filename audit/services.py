@@ -1,5 +1,7 @@
-"""Writes to the access log: ``access_log_append`` (one chained row) and ``audit_digest_create``
-(a signed checkpoint of the chain's head).
+"""Writes to the access log: ``access_log_append`` (one chained row), ``audit_digest_create``
+(a signed checkpoint of the chain's head), and the rows other writes leave behind: access-rule
+changes with their old and new values (``access_rule_change_log``) and full verifications of the
+chain (``chain_check_run``).
 
 Both run under the chain lock, so concurrent requests, in any number of processes, form one
 unbroken chain: on PostgreSQL a transaction-scoped advisory lock; on SQLite (embedded mode) the
@@ -10,6 +12,7 @@ ends, so keep such transactions short.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import re
@@ -24,12 +27,21 @@ from django.utils.ipv6 import clean_ipv6_address
 
 from audit.chain import (
     GENESIS_HASH,
+    chain_verify,
     digest_sign,
     row_hash_compute,
     signing_keys,
+    timestamp_canonical,
 )
 from audit.decisions import Caller, Decision
-from audit.models import AccessLog, AccessLogDigest, AccessOutcome
+from audit.models import (
+    AccessAction,
+    AccessLog,
+    AccessLogDigest,
+    AccessOutcome,
+    AccessRule,
+    ChainCheck,
+)
 
 # Key of the PostgreSQL advisory lock that serializes appends: "auditlog" as a bigint.
 CHAIN_LOCK_KEY = int.from_bytes(b"auditlog", "big")
@@ -254,3 +266,149 @@ def audit_digest_create() -> AccessLogDigest:
         )
         digest.save()
     return digest
+
+
+# --- Access-rule changes --------------------------------------------------------------------
+
+# The rule fields whose old and new values a ``rule_change`` row records.
+RULE_AUDITED_FIELDS = (
+    "name",
+    "effect",
+    "enabled",
+    "identities",
+    "worker_sids",
+    "roles",
+    "account_sids",
+    "sources",
+    "call_sids",
+    "max_age_days",
+    "valid_from",
+    "valid_until",
+    "reason",
+)
+# Room left in ``detail`` for the values; past it, values are replaced by short digests.
+_RULE_CHANGE_VALUES_MAX_BYTES = DETAIL_MAX_BYTES - 512
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def _link_free(value: Any) -> Any:
+    """``value`` with every ``scheme://`` removed from its strings (the log refuses links; a
+    rule's reason may well cite a ticket URL, which stays readable without its scheme)."""
+    if isinstance(value, str):
+        return _SCHEME.sub("", value)
+    if isinstance(value, list | tuple):
+        return [_link_free(item) for item in value]
+    return value
+
+
+def access_rule_values(rule: AccessRule) -> dict[str, Any]:
+    """The audited fields of ``rule`` as JSON values the log accepts (times in canonical UTC,
+    links stripped of their scheme): the "before" and "after" of a ``rule_change`` row."""
+    values: dict[str, Any] = {}
+    for name in RULE_AUDITED_FIELDS:
+        value = getattr(rule, name)
+        if name in ("valid_from", "valid_until"):
+            value = timestamp_canonical(value) if value is not None else None
+        values[name] = _link_free(value)
+    return values
+
+
+def _short_digest(value: Any) -> str:
+    encoded = json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(encoded).hexdigest()[:16]
+
+
+def access_rule_change_log(
+    *,
+    rule: AccessRule,
+    change: str,
+    before: dict[str, Any] | None,
+    actor: str,
+    via: str,
+    client_ip: str | None = None,
+    user_agent: str = "",
+    request_id: str = "",
+) -> AccessLog:
+    """Append the ``rule_change`` row for ``rule``: who (``actor``), how (``via``: admin,
+    rules_file), and each changed field's old and new value.
+
+    ``before`` is :func:`access_rule_values` taken before the change (``None`` for a new rule).
+    When the values would not fit the row's ``detail``, each is replaced by a 16-hex SHA-256
+    digest of its JSON, so the row still says which fields changed and can be matched against
+    a rules file.
+    """
+    after = access_rule_values(rule)
+    changes = {
+        name: {"old": None if before is None else before[name], "new": after[name]}
+        for name in RULE_AUDITED_FIELDS
+        if before is None or before[name] != after[name]
+    }
+    if len(json.dumps(changes, separators=(",", ":"))) > _RULE_CHANGE_VALUES_MAX_BYTES:
+        changes = {
+            name: {
+                "old_sha256": _short_digest(pair["old"]),
+                "new_sha256": _short_digest(pair["new"]),
+            }
+            for name, pair in changes.items()
+        }
+    return access_log_append(
+        action=AccessAction.RULE_CHANGE,
+        outcome=AccessOutcome.ALLOWED,
+        reason_code=f"rule_{change}",
+        identity=actor,
+        rule_name=rule.name,
+        client_ip=client_ip,
+        user_agent=user_agent,
+        request_id=request_id,
+        detail={"via": via, "rule_id": rule.pk, "fields": list(changes), "changes": changes},
+    )
+
+
+# --- Chain verification ----------------------------------------------------------------------
+
+
+def chain_check_run(
+    *,
+    trigger: str,
+    actor: str = "",
+    client_ip: str | None = None,
+    user_agent: str = "",
+    request_id: str = "",
+) -> ChainCheck:
+    """Verify the whole access log now (``chain_verify``), keep the result as a
+    :class:`ChainCheck` and write a ``chain_verify`` row to the log; answer the check.
+
+    The log row's outcome is ``allowed`` for an intact chain and ``error`` for a broken one, so
+    a broken chain also shows in the log's outcome filter.
+    """
+    result = chain_verify()
+    check = ChainCheck.objects.create(
+        trigger=trigger,
+        actor=actor,
+        ok=result.ok,
+        count=result.count,
+        digests_checked=result.digests_checked,
+        first_bad_sequence=result.first_bad_sequence,
+        bad_row_id=result.bad_row_id,
+        problem=result.problem or "",
+        message=result.message,
+        bad_row_time=result.bad_row_time,
+        last_digest_at=result.last_digest_at,
+    )
+    access_log_append(
+        action=AccessAction.CHAIN_VERIFY,
+        outcome=AccessOutcome.ALLOWED if result.ok else AccessOutcome.ERROR,
+        reason_code="chain_intact" if result.ok else f"chain_{result.problem}",
+        identity=actor,
+        client_ip=client_ip,
+        user_agent=user_agent,
+        request_id=request_id,
+        detail={
+            "trigger": trigger,
+            "check_id": check.pk,
+            "rows_verified": result.count,
+            "digests_checked": result.digests_checked,
+            "first_bad_sequence": result.first_bad_sequence,
+        },
+    )
+    return check

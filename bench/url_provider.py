@@ -106,12 +106,22 @@ def main() -> None:
         ceilings, providers = [], []
         for _ in range(args.runs):
             ceilings.append(
-                load("bare DRF view (ceiling)", port, empty * per_run,
-                     concurrency=args.concurrency, seconds=args.seconds)
+                load(
+                    "bare DRF view (ceiling)",
+                    port,
+                    empty * per_run,
+                    concurrency=args.concurrency,
+                    seconds=args.seconds,
+                )
             )
             providers.append(
-                load("url_provider (allowed, audited)", port, asks * per_run,
-                     concurrency=args.concurrency, seconds=args.seconds)
+                load(
+                    "url_provider (allowed, audited)",
+                    port,
+                    asks * per_run,
+                    concurrency=args.concurrency,
+                    seconds=args.seconds,
+                )
             )
     answered = warm.requests + sum(r.requests for r in providers)
     rows = AccessLog.objects.count() - rows_before
@@ -119,13 +129,17 @@ def main() -> None:
     fake.stop()
 
     ceiling, provider = best_of(ceilings), best_of(providers)
-    print(f"gunicorn sync, 5 workers, {args.concurrency} client processes, "
-          f"{args.runs} runs of {args.seconds:.0f} s each (median run shown)")
+    print(
+        f"gunicorn sync, 5 workers, {args.concurrency} client processes, "
+        f"{args.runs} runs of {args.seconds:.0f} s each (median run shown)"
+    )
     print(ceiling.line())
     print(provider.line())
     print(f"audit rows written {rows} for {answered} url_provider answers")
-    print(f"Twilio IAM calls: {iam_calls} for {answered} requests with one token "
-          f"= {1000 * iam_calls / answered:.3f} per 1,000 (target: 1 per token)")
+    print(
+        f"Twilio IAM calls: {iam_calls} for {answered} requests with one token "
+        f"= {1000 * iam_calls / answered:.3f} per 1,000 (target: 1 per token)"
+    )
     print(summary(provider.rate / ceiling.rate, 0.50))
 
 

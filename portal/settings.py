@@ -49,7 +49,8 @@ ALLOWED_HOSTS = env.list(
 PORTAL_MASTER_KEYS = env.list("PORTAL_MASTER_KEY", default=[_DEV_MASTER_KEY])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # The admin site requires a TOTP second factor in production (portal/admin_site.py).
+    "portal.admin_apps.ComplianceAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -57,6 +58,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "recordings",
     "audit",
 ]
@@ -64,10 +67,12 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "portal.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "portal.middleware.AdminReferrerPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "portal.middleware.SessionTimeoutMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -212,6 +217,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "audit.tasks.sign_audit_head",
         "schedule": timedelta(minutes=15),
     },
+    "verify-audit-log": {
+        "task": "audit.tasks.verify_audit_chain",
+        "schedule": crontab(hour=3, minute=17),
+    },
     "refresh-twilio-subaccounts": {
         "task": "recordings.tasks.refresh_subaccounts",
         "schedule": crontab(minute=7),
@@ -221,6 +230,18 @@ CELERY_BEAT_SCHEDULE = {
 # --- Security ------------------------------------------------------------------------------
 SESSION_COOKIE_AGE = 8 * 3600  # absolute admin session lifetime
 SESSION_IDLE_TIMEOUT_SECONDS = 30 * 60
+# Staff log in to the admin with a TOTP second factor (django-otp). Always on in production;
+# embedded mode stays password-only unless ADMIN_REQUIRE_OTP=1.
+ADMIN_REQUIRE_OTP = True if not DEBUG else env.bool("ADMIN_REQUIRE_OTP", default=False)
+OTP_TOTP_ISSUER = "Recordings compliance portal"
+# TOTP secrets are shown once, when a device is added, never again in the admin.
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
+# Compliance dashboard alerts: one identity opening more than this many recordings in an hour
+# (bulk listening); denials in the last hour above both this floor and this multiple of the
+# hourly average of the week before (a denial spike).
+AUDIT_ALERT_BULK_ACCESS_PER_HOUR = env.int("AUDIT_ALERT_BULK_ACCESS_PER_HOUR", default=50)
+AUDIT_ALERT_DENIAL_SPIKE_MIN = env.int("AUDIT_ALERT_DENIAL_SPIKE_MIN", default=20)
+AUDIT_ALERT_DENIAL_SPIKE_FACTOR = env.int("AUDIT_ALERT_DENIAL_SPIKE_FACTOR", default=3)
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_HTTPONLY = True

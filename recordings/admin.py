@@ -6,12 +6,14 @@ for a fresh sync.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 
 from recordings import services, twilio_client
-from recordings.models import Recording, RecordingEvent, TwilioSubaccount
+from recordings.models import PrivateKey, Recording, RecordingEvent, TwilioSubaccount
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -47,6 +49,18 @@ class RecordingAdmin(ReadOnlyAdmin):
     show_full_result_count = False
     actions = ("sync_now",)
     exclude = ("encryption_cek",)
+    # The page ends with the recording's timeline (``audit.selectors.recording_timeline``).
+    change_form_template = "admin/recordings/recording/change_form.html"
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url="", extra_context=None):
+        """The recording's page with its timeline; viewing it is written to the access log."""
+        from audit.admin_views import recording_change_context
+
+        recording = self.get_object(request, object_id)
+        if recording is not None and self.has_view_or_change_permission(request, recording):
+            timeline = recording_change_context(request, recording)
+            extra_context = {**(extra_context or {}), **timeline}
+        return super().change_view(request, object_id, form_url, extra_context)
 
     @admin.display(boolean=True, description="encrypted")
     def is_encrypted(self, obj: Recording) -> bool:
@@ -90,3 +104,86 @@ class RecordingEventAdmin(ReadOnlyAdmin):
 class TwilioSubaccountAdmin(ReadOnlyAdmin):
     list_display = ("sid", "friendly_name", "status", "refreshed_at")
     exclude = ("sealed_auth_token",)
+
+
+@admin.register(PrivateKey)
+class PrivateKeyAdmin(ReadOnlyAdmin):
+    """The private keys the portal holds, described, never shown: no field of the form, list
+    or export carries the private key or its sealed text. Keys come in through the
+    ``generate_keypair`` and ``import_private_key`` commands; only a superuser may delete one,
+    after a warning that the recordings encrypted for it become unplayable."""
+
+    list_display = (
+        "public_key_sid",
+        "friendly_name",
+        "fingerprint",
+        "key_size",
+        "created_at",
+        "last_used_at",
+        "master_key_id",
+    )
+    fields = (
+        "public_key_sid",
+        "friendly_name",
+        "fingerprint",
+        "key_size",
+        "public_key_pem",
+        "master_key_id",
+        "created_at",
+        "last_used_at",
+    )
+    readonly_fields = fields
+    search_fields = ("=public_key_sid", "fingerprint", "friendly_name")
+    show_full_result_count = False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return bool(request.user.is_active and request.user.is_superuser)
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        # One key at a time, each through the warning below.
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        if request.method == "GET" and self.has_delete_permission(request):
+            key = self.get_object(request, object_id)
+            if key is not None:
+                messages.warning(request, self.deletion_warning(key))
+        return super().delete_view(request, object_id, extra_context)
+
+    @staticmethod
+    def deletion_warning(key: PrivateKey) -> str:
+        """What deleting this key destroys, said before the confirmation button."""
+        affected = (
+            Recording.objects.filter(encryption_public_key_sid=key.public_key_sid).count()
+            if key.public_key_sid
+            else 0
+        )
+        return (
+            f"Deleting this private key cannot be undone. The {affected} recordings Twilio "
+            f"encrypted for {key} (and any video encrypted for it) become unplayable for good: "
+            "no one, Twilio included, can decrypt them without it. If Twilio still has this "
+            "public key registered, delete it there first so no new recording is encrypted "
+            "for it."
+        )
+
+    def delete_model(self, request: HttpRequest, obj: PrivateKey) -> None:
+        from audit.services import access_log_append
+        from recordings import encrypted_media, keys
+
+        described = {"fingerprint": obj.fingerprint, "public_key_sid": obj.public_key_sid or ""}
+        row_id = obj.pk
+        super().delete_model(request, obj)
+        keys.key_caches_clear(private_key_id=row_id)
+        encrypted_media.content_key_caches_clear()
+        access_log_append(
+            action="private_key_delete",
+            outcome="allowed",
+            reason_code="admin",
+            identity=request.user.get_username(),
+            request_id=getattr(request, "request_id", ""),
+            detail=described,
+        )

@@ -159,6 +159,13 @@ def _stored_media_open(recording: Recording, range_header: str | None) -> MediaB
         stat = storage.object_stat(local=local, bucket=bucket, key=key)
     except storage.StorageError as exc:
         raise storage_errors_as_media_errors(exc) from None
+    if "x-amz-key" in stat.metadata or "x-amz-key-v2" in stat.metadata:
+        # Written by the S3 encryption client (Twilio Video): never served as it is stored.
+        from recordings import encrypted_media
+
+        return encrypted_media.envelope_media_open(
+            recording=recording, stat=stat, range_header=range_header
+        )
     wanted = parse_range(range_header, stat.size)
     start, end = wanted or (0, stat.size)
     chunks = storage.object_read(

@@ -27,9 +27,11 @@ from recordings import storage, twilio_client
 from recordings.models import (
     STATUS_RANK,
     EventState,
+    IntegrityState,
     MediaLocation,
     Recording,
     RecordingEvent,
+    RecordingStatus,
     SyncState,
     TwilioSubaccount,
 )
@@ -284,6 +286,16 @@ def recording_store_resource(*, resource: twilio_client.TwilioRecording) -> Reco
     recording.sync_error = ""
     recording.synced_at = timezone.now()
     recording.save()
+    if (
+        recording.encryption_type == "rsa-aes"
+        and recording.status == RecordingStatus.COMPLETED
+        and recording.media_location in (MediaLocation.S3, MediaLocation.LOCAL)
+        and recording.integrity_state == IntegrityState.UNVERIFIED
+    ):
+        # Check the encrypted file's GCM tag now, not at its first playback.
+        from recordings.tasks import queue_media_verification
+
+        transaction.on_commit(lambda pk=recording.pk: queue_media_verification(pk))
     return recording
 
 

@@ -188,3 +188,53 @@ def reconcile_recent(days: int = 2) -> dict[str, int]:
 def refresh_subaccounts() -> int:
     """Refresh the list of subaccounts whose callbacks are accepted."""
     return services.subaccounts_refresh()
+
+
+VERIFY_MAX_RETRIES = 6
+
+
+@shared_task(bind=True, acks_late=True, max_retries=VERIFY_MAX_RETRIES)
+def verify_recording_media(self, recording_id: int, force: bool = False) -> str:
+    """Check an encrypted voice recording's stored file against its GCM tag ahead of playback
+    (``encrypted_media.media_verify``); answers what happened, as a short code.
+
+    Already verified or failed recordings are skipped unless ``force``. A file not in storage
+    yet, or storage down, is retried with backoff (1 min doubling, about an hour in all); a
+    missing key or unusable details are left for the first playback to report.
+    """
+    from recordings import encrypted_media, media
+    from recordings.models import IntegrityState, MediaLocation, Recording
+
+    recording = Recording.objects.filter(pk=recording_id).first()
+    if recording is None:
+        return "missing"
+    if (
+        recording.encryption_type != "rsa-aes"
+        or recording.media_location not in (MediaLocation.S3, MediaLocation.LOCAL)
+        or (not force and recording.integrity_state != IntegrityState.UNVERIFIED)
+    ):
+        return "skipped"
+    try:
+        encrypted_media.media_verify(recording=recording)
+    except (media.MediaNotFound, media.MediaUnavailable) as exc:
+        if self.request.is_eager or self.request.retries >= VERIFY_MAX_RETRIES:
+            logger.warning("could not verify recording %s: %s", recording.sid, exc)
+            return exc.code
+        raise self.retry(countdown=60 * 2**self.request.retries) from None
+    except media.MediaError as exc:
+        # Tag failures are recorded and audited by media_verify itself.
+        logger.warning("could not verify recording %s: %s", recording.sid, exc)
+        return exc.code
+    return "verified"
+
+
+def queue_media_verification(recording_id: int) -> None:
+    """Have an encrypted recording's file verified soon (inline in embedded mode); never
+    raises, since playback verifies anything still unverified anyway."""
+    try:
+        if current_app.conf.task_always_eager:
+            verify_recording_media.apply((recording_id,))
+        else:
+            verify_recording_media.apply_async((recording_id,))
+    except Exception as exc:  # kombu raises many kinds; any of them means "not queued"
+        logger.warning("media verification of recording %s not queued (%s)", recording_id, exc)

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from django.conf import settings
+from twilio.base import values
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
@@ -195,6 +196,25 @@ def recording_delete(*, sid: str, account_sid: str | None = None) -> bool:
         return bool(account.recordings(sid).delete())
 
 
+def public_key_create(*, pem: str, friendly_name: str) -> str:
+    """Register an RSA public key (``-----BEGIN PUBLIC KEY-----`` PEM) with Twilio's Credentials
+    API (``POST /v1/Credentials/PublicKeys``) so recordings can be encrypted for it; returns the
+    ``CR…`` SID Twilio names it by. Twilio never gives the key back."""
+    client = get_client()
+    with translated_errors("register public key"):
+        credential = client.accounts.v1.credentials.public_key.create(
+            public_key=pem, friendly_name=friendly_name or values.unset
+        )
+    return str(credential.sid or "")
+
+
+def public_key_delete(*, sid: str) -> bool:
+    """Withdraw a registered public key (``DELETE /v1/Credentials/PublicKeys/{sid}``)."""
+    client = get_client()
+    with translated_errors(f"delete public key {sid}"):
+        return bool(client.accounts.v1.credentials.public_key(sid).delete())
+
+
 @dataclass(frozen=True)
 class TwilioSubaccountInfo:
     """A subaccount as listed by Twilio, with the auth token that signs its webhooks."""
@@ -326,3 +346,128 @@ def recording_media_fetch(
             response.close()
 
     return TwilioMedia(size=size, start=start, end=end, partial=partial, chunks=chunks())
+
+
+# --- Video storage settings and credentials (the admin's Twilio storage pages) -----------------
+
+VIDEO_SETTINGS_KINDS = ("recording", "composition")
+
+
+@dataclass(frozen=True)
+class VideoStorageSettings:
+    """Video ``RecordingSettings`` or ``CompositionSettings`` (``/v1/…Settings/Default``): where
+    Twilio stores Video media (its own storage or the customer's S3) and whether it encrypts it.
+    """
+
+    friendly_name: str
+    aws_credentials_sid: str
+    aws_s3_url: str
+    aws_storage_enabled: bool
+    encryption_key_sid: str
+    encryption_enabled: bool
+
+
+def _video_settings_context(client: Client, kind: str) -> Any:
+    if kind not in VIDEO_SETTINGS_KINDS:
+        raise ValueError(f"kind must be one of {VIDEO_SETTINGS_KINDS}, not {kind!r}")
+    video = client.video.v1
+    return video.recording_settings() if kind == "recording" else video.composition_settings()
+
+
+def _as_video_settings(instance: Any) -> VideoStorageSettings:
+    return VideoStorageSettings(
+        friendly_name=instance.friendly_name or "",
+        aws_credentials_sid=instance.aws_credentials_sid or "",
+        aws_s3_url=instance.aws_s3_url or "",
+        aws_storage_enabled=bool(instance.aws_storage_enabled),
+        encryption_key_sid=instance.encryption_key_sid or "",
+        encryption_enabled=bool(instance.encryption_enabled),
+    )
+
+
+def video_settings_fetch(*, kind: str) -> VideoStorageSettings:
+    """The current Video ``RecordingSettings`` (``kind="recording"``) or
+    ``CompositionSettings`` (``kind="composition"``)."""
+    client = get_client()
+    with translated_errors(f"fetch video {kind} settings"):
+        return _as_video_settings(_video_settings_context(client, kind).fetch())
+
+
+def video_settings_update(*, kind: str, new: VideoStorageSettings) -> VideoStorageSettings:
+    """Set every field of the Video settings of ``kind`` (Twilio's POST replaces them); empty
+    SIDs and URL are sent empty, which clears them. Answers the settings as Twilio stored them."""
+    client = get_client()
+    with translated_errors(f"update video {kind} settings"):
+        instance = _video_settings_context(client, kind).create(
+            friendly_name=new.friendly_name,
+            aws_credentials_sid=new.aws_credentials_sid,
+            aws_s3_url=new.aws_s3_url,
+            aws_storage_enabled=new.aws_storage_enabled,
+            encryption_key_sid=new.encryption_key_sid,
+            encryption_enabled=new.encryption_enabled,
+        )
+        return _as_video_settings(instance)
+
+
+@dataclass(frozen=True)
+class TwilioCredential:
+    """An AWS credential or a public key registered at Twilio: Twilio never returns the key
+    material, only these fields."""
+
+    sid: str
+    friendly_name: str
+    account_sid: str
+    date_created: Any
+    date_updated: Any
+
+
+CREDENTIAL_KINDS = ("aws", "public_key")
+
+
+def _credentials_resource(client: Client, kind: str) -> Any:
+    if kind not in CREDENTIAL_KINDS:
+        raise ValueError(f"kind must be one of {CREDENTIAL_KINDS}, not {kind!r}")
+    credentials = client.accounts.v1.credentials
+    return credentials.aws if kind == "aws" else credentials.public_key
+
+
+def _as_credential(instance: Any) -> TwilioCredential:
+    return TwilioCredential(
+        sid=instance.sid or "",
+        friendly_name=instance.friendly_name or "",
+        account_sid=instance.account_sid or "",
+        date_created=instance.date_created,
+        date_updated=instance.date_updated,
+    )
+
+
+def credentials_list(*, kind: str) -> list[TwilioCredential]:
+    """Every AWS credential (``kind="aws"``) or public key (``kind="public_key"``) registered
+    at Twilio (``/v1/Credentials/AWS``, ``/v1/Credentials/PublicKeys``)."""
+    client = get_client()
+    with translated_errors(f"list {kind} credentials"):
+        return [
+            _as_credential(item)
+            for item in _credentials_resource(client, kind).stream(page_size=100)
+        ]
+
+
+def aws_credential_create(
+    *, access_key_id: str, secret_access_key: str, friendly_name: str
+) -> TwilioCredential:
+    """Register an AWS access key with Twilio (``POST /v1/Credentials/AWS``) so Twilio can write
+    to the customer's bucket. The secret goes to Twilio only: the portal keeps nothing."""
+    client = get_client()
+    with translated_errors("create AWS credential"):
+        instance = client.accounts.v1.credentials.aws.create(
+            credentials=f"{access_key_id}:{secret_access_key}",
+            friendly_name=friendly_name or values.unset,
+        )
+        return _as_credential(instance)
+
+
+def aws_credential_delete(*, sid: str) -> bool:
+    """Remove an AWS credential from Twilio (``DELETE /v1/Credentials/AWS/{sid}``)."""
+    client = get_client()
+    with translated_errors(f"delete AWS credential {sid}"):
+        return bool(client.accounts.v1.credentials.aws(sid).delete())

@@ -5,40 +5,16 @@ receiving side can check the chain too. Memory use does not grow with the log.
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 import sys
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from datetime import UTC, datetime
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from audit.chain import timestamp_canonical
+from audit.export import COLUMNS, csv_lines, jsonl_lines
 from audit.models import AccessLog
-
-COLUMNS = (
-    "sequence",
-    "occurred_at",
-    "action",
-    "outcome",
-    "reason_code",
-    "identity",
-    "realm_user_id",
-    "worker_sid",
-    "roles",
-    "recording_sid",
-    "rule_name",
-    "client_ip",
-    "user_agent",
-    "request_id",
-    "link_id",
-    "bytes_served",
-    "detail",
-    "prev_hash",
-    "row_hash",
-)
 
 
 def _moment(text: str) -> datetime:
@@ -48,16 +24,6 @@ def _moment(text: str) -> datetime:
     except ValueError as exc:
         raise CommandError(f"{text!r} is not an ISO 8601 date or date and time") from exc
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
-
-
-class _Lines:
-    """A file-like target for ``csv.writer`` that hands each line to the command's stdout."""
-
-    def __init__(self, command: BaseCommand) -> None:
-        self.command = command
-
-    def write(self, line: str) -> None:
-        self.command.stdout.write(line, ending="")
 
 
 class Command(BaseCommand):
@@ -88,26 +54,9 @@ class Command(BaseCommand):
         values: Generator[tuple[Any, ...], None, None] = rows.values_list(*COLUMNS).iterator(
             chunk_size=2000
         )
+        lines = csv_lines(values) if options["format"] == "csv" else jsonl_lines(values)
         try:
-            if options["format"] == "csv":
-                self._csv(values)
-            else:
-                self._jsonl(values)
+            for line in lines:
+                self.stdout.write(line, ending="")
         finally:
             values.close()  # release the (server-side) cursor now, even when the reader left
-
-    def _jsonl(self, values: Iterator[tuple[Any, ...]]) -> None:
-        for row in values:
-            record = dict(zip(COLUMNS, row, strict=True))
-            record["occurred_at"] = timestamp_canonical(record["occurred_at"])
-            self.stdout.write(json.dumps(record, separators=(",", ":")))
-
-    def _csv(self, values: Iterator[tuple[Any, ...]]) -> None:
-        writer = csv.writer(_Lines(self), lineterminator="\n")
-        writer.writerow(COLUMNS)
-        for row in values:
-            record = dict(zip(COLUMNS, row, strict=True))
-            record["occurred_at"] = timestamp_canonical(record["occurred_at"])
-            record["roles"] = json.dumps(record["roles"], separators=(",", ":"))
-            record["detail"] = json.dumps(record["detail"], sort_keys=True, separators=(",", ":"))
-            writer.writerow(["" if record[c] is None else record[c] for c in COLUMNS])

@@ -1,0 +1,86 @@
+"""Access-log rows as JSON Lines or CSV, one line at a time, for the ``export_audit_log``
+command (a SIEM) and the admin's export of the current filter (an officer).
+
+Both are generators over ``values_list(*COLUMNS)`` tuples, so the caller streams a queryset's
+``iterator()`` through them and memory use does not grow with the log. Rows keep their
+``sequence``, ``prev_hash`` and ``row_hash``, so the receiving side can re-check the chain.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from audit.chain import timestamp_canonical
+
+COLUMNS = (
+    "sequence",
+    "occurred_at",
+    "action",
+    "outcome",
+    "reason_code",
+    "identity",
+    "realm_user_id",
+    "worker_sid",
+    "roles",
+    "recording_sid",
+    "rule_name",
+    "client_ip",
+    "user_agent",
+    "request_id",
+    "link_id",
+    "bytes_served",
+    "detail",
+    "prev_hash",
+    "row_hash",
+)
+
+# A spreadsheet runs a cell that starts with one of these as a formula ("CSV injection"); an
+# identity or a user agent comes from outside, so the officer's CSV neutralizes them.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _record(row: tuple[Any, ...]) -> dict[str, Any]:
+    record = dict(zip(COLUMNS, row, strict=True))
+    record["occurred_at"] = timestamp_canonical(record["occurred_at"])
+    return record
+
+
+def jsonl_lines(rows: Iterable[tuple[Any, ...]]) -> Iterator[str]:
+    """One compact JSON object per row, each ending in a newline."""
+    for row in rows:
+        yield json.dumps(_record(row), separators=(",", ":")) + "\n"
+
+
+def _spreadsheet_safe(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def csv_lines(rows: Iterable[tuple[Any, ...]], *, spreadsheet_safe: bool = False) -> Iterator[str]:
+    """A header line, then one CSV line per row (``roles`` and ``detail`` as compact JSON).
+
+    With ``spreadsheet_safe``, a text cell that a spreadsheet would run as a formula gets a
+    leading ``'``: for files an officer opens; a SIEM wants the exact values.
+    """
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+
+    def line(cells: list[Any]) -> str:
+        writer.writerow(cells)
+        text = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        return text
+
+    yield line(list(COLUMNS))
+    for row in rows:
+        record = _record(row)
+        record["roles"] = json.dumps(record["roles"], separators=(",", ":"))
+        record["detail"] = json.dumps(record["detail"], sort_keys=True, separators=(",", ":"))
+        cells = ["" if record[column] is None else record[column] for column in COLUMNS]
+        yield line([_spreadsheet_safe(cell) for cell in cells] if spreadsheet_safe else cells)

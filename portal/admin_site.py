@@ -1,0 +1,87 @@
+"""The portal's admin site: Django's admin, with a TOTP second factor in production.
+
+Compliance officers live in the admin, so it is the portal's most privileged surface. In
+production (``DJANGO_DEBUG=0``) ``ADMIN_REQUIRE_OTP`` is always on: staff log in with a password
+and a TOTP code (django-otp), and a session that was not verified by a device is treated as not
+staff at all. Embedded mode (the demo) stays password-only unless ``ADMIN_REQUIRE_OTP=1``.
+
+The site also carries the pages that belong to no single model: the Twilio storage settings,
+credentials and the IAM policy generator (``recordings.admin_storage``), and an index that links
+the compliance tools (dashboard, chain verification, rule tester, rules import/export).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib.admin import AdminSite
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.http import HttpRequest
+from django.urls import URLPattern, URLResolver
+from django_otp.admin import OTPAdminAuthenticationForm
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+
+class TotpAdminAuthenticationForm(OTPAdminAuthenticationForm):
+    """django-otp's admin login form, for staff who each have one TOTP device: the code is
+    checked against the user's newest confirmed TOTP device, so nobody picks a device from a
+    list (django-otp would otherwise ask, so that a wrong code never counts as a failure
+    against an unrelated device). ``enroll_totp --replace`` renews a lost device."""
+
+    def _chosen_device(self, user: Any) -> TOTPDevice | None:
+        return (
+            TOTPDevice.objects.devices_for_user(user, confirmed=True)
+            .order_by("-created_at", "-id")
+            .first()
+        )
+
+
+def admin_otp_required() -> bool:
+    """True when staff must pass a TOTP second factor to use the admin (see the module doc)."""
+    return bool(getattr(settings, "ADMIN_REQUIRE_OTP", not settings.DEBUG))
+
+
+class ComplianceAdminSite(AdminSite):
+    """The default admin site (``admin.site``) of the portal.
+
+    ``has_permission`` adds django-otp's verification to Django's "active staff" check when
+    :func:`admin_otp_required`; the login page then asks for the TOTP code too.
+    """
+
+    site_header = "Recordings compliance portal"
+    site_title = "Compliance portal"
+    index_title = "Compliance administration"
+    index_template = "admin/portal_index.html"
+    # The portal has no public site to link to from the admin header.
+    site_url = None
+    # Wide lists (the access log) need the room more than a second menu beside the index.
+    enable_nav_sidebar = False
+
+    @property
+    def login_form(self) -> type[AdminAuthenticationForm]:  # type: ignore[override]
+        """The login form: username, password and, when required, the TOTP code."""
+        return TotpAdminAuthenticationForm if admin_otp_required() else AdminAuthenticationForm
+
+    @property
+    def login_template(self) -> str:  # type: ignore[override]
+        """The login page: Django's, or the same page with a TOTP code field."""
+        return "admin/login_otp.html" if admin_otp_required() else "admin/login.html"
+
+    def has_permission(self, request: HttpRequest) -> bool:
+        """Active staff, verified by a TOTP device when the second factor is required."""
+        if not super().has_permission(request):
+            return False
+        return not admin_otp_required() or bool(request.user.is_verified())
+
+    def each_context(self, request: HttpRequest) -> dict[str, Any]:
+        """Django's context, plus whether the second factor is on (shown in the index)."""
+        context = super().each_context(request)
+        context["admin_otp_required"] = admin_otp_required()
+        return context
+
+    def get_urls(self) -> list[URLResolver | URLPattern]:
+        """Django's admin URLs, plus the Twilio storage pages."""
+        from recordings.admin_storage import storage_urls
+
+        return storage_urls(self) + super().get_urls()
