@@ -171,7 +171,7 @@ class PrivateKeyAdmin(ReadOnlyAdmin):
         )
 
     def delete_model(self, request: HttpRequest, obj: PrivateKey) -> None:
-        from audit.services import access_log_append
+        from audit.admin_audit import staff_action_log
         from recordings import encrypted_media, keys
 
         described = {"fingerprint": obj.fingerprint, "public_key_sid": obj.public_key_sid or ""}
@@ -179,11 +179,6 @@ class PrivateKeyAdmin(ReadOnlyAdmin):
         super().delete_model(request, obj)
         keys.key_caches_clear(private_key_id=row_id)
         encrypted_media.content_key_caches_clear()
-        access_log_append(
-            action="private_key_delete",
-            outcome="allowed",
-            reason_code="admin",
-            identity=request.user.get_username(),
-            request_id=getattr(request, "request_id", ""),
-            detail=described,
+        staff_action_log(
+            request, action="private_key_delete", reason_code="admin", detail=described
         )

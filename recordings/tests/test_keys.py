@@ -567,7 +567,7 @@ def test_only_superusers_may_delete_and_are_warned(
     assert admin_client.post(delete_url, {"post": "yes"}).status_code == 302
     assert not PrivateKey.objects.filter(pk=held_key.pk).exists()
     row = AccessLog.objects.get(action="private_key_delete")
-    assert (row.identity, row.outcome) == ("admin", "allowed")
+    assert (row.identity, row.outcome) == ("admin:admin", "allowed")  # staff, as in the admin
     assert row.detail["fingerprint"] == held_key.fingerprint
     with pytest.raises(keys.KeyNotFound):
         keys.private_key_for(held_key.public_key_sid)
