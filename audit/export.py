@@ -14,29 +14,9 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from audit.chain import timestamp_canonical
+from audit.chain import CHAIN_FIELDS, timestamp_canonical
 
-COLUMNS = (
-    "sequence",
-    "occurred_at",
-    "action",
-    "outcome",
-    "reason_code",
-    "identity",
-    "realm_user_id",
-    "worker_sid",
-    "roles",
-    "recording_sid",
-    "rule_name",
-    "client_ip",
-    "user_agent",
-    "request_id",
-    "link_id",
-    "bytes_served",
-    "detail",
-    "prev_hash",
-    "row_hash",
-)
+COLUMNS = ("sequence", *CHAIN_FIELDS, "prev_hash", "row_hash")
 
 # A spreadsheet runs a cell that starts with one of these as a formula ("CSV injection"); an
 # identity or a user agent comes from outside, so the officer's CSV neutralizes them.

@@ -24,6 +24,23 @@ class RuleEffect(models.TextChoices):
     DENY = "deny", "deny"
 
 
+# A rule's own fields, in the rules file's order (CONTRACT.md); bookkeeping fields excluded.
+ACCESS_RULE_FIELDS = (
+    "name",
+    "effect",
+    "identities",
+    "worker_sids",
+    "roles",
+    "account_sids",
+    "sources",
+    "call_sids",
+    "max_age_days",
+    "valid_from",
+    "valid_until",
+    "reason",
+)
+
+
 class AccessRule(models.Model):
     """One authorization rule, in the shape of the rules file in CONTRACT.md.
 
@@ -63,23 +80,7 @@ class AccessRule(models.Model):
 
     def clean(self) -> None:
         """Apply the same validation as the rules-file import (``audit.validation``)."""
-        values = {
-            field: getattr(self, field)
-            for field in (
-                "name",
-                "effect",
-                "identities",
-                "worker_sids",
-                "roles",
-                "account_sids",
-                "sources",
-                "call_sids",
-                "max_age_days",
-                "valid_from",
-                "valid_until",
-                "reason",
-            )
-        }
+        values = {field: getattr(self, field) for field in ACCESS_RULE_FIELDS}
         try:
             cleaned = access_rule_validate(values)
         except AccessRuleInvalid as exc:

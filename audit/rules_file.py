@@ -21,7 +21,7 @@ from typing import Any
 
 from django.db import transaction
 
-from audit.models import AccessRule
+from audit.models import ACCESS_RULE_FIELDS, AccessRule
 from audit.services import access_rule_change_log, access_rule_values
 from audit.validation import AccessRuleInvalid, access_rule_validate
 
@@ -39,19 +39,7 @@ RULE_KEYS = (
 )
 RECORDING_KEYS = ("account_sids", "sources", "call_sids", "max_age_days")
 # The model fields a file sets (everything but the bookkeeping fields).
-MODEL_FIELDS = (
-    "effect",
-    "identities",
-    "worker_sids",
-    "roles",
-    "account_sids",
-    "sources",
-    "call_sids",
-    "max_age_days",
-    "valid_from",
-    "valid_until",
-    "reason",
-)
+MODEL_FIELDS = tuple(field for field in ACCESS_RULE_FIELDS if field != "name")
 
 
 class RulesFileError(ValueError):

@@ -35,6 +35,7 @@ from audit.chain import (
 )
 from audit.decisions import Caller, Decision
 from audit.models import (
+    ACCESS_RULE_FIELDS,
     AccessAction,
     AccessLog,
     AccessLogDigest,
@@ -271,21 +272,7 @@ def audit_digest_create() -> AccessLogDigest:
 # --- Access-rule changes --------------------------------------------------------------------
 
 # The rule fields whose old and new values a ``rule_change`` row records.
-RULE_AUDITED_FIELDS = (
-    "name",
-    "effect",
-    "enabled",
-    "identities",
-    "worker_sids",
-    "roles",
-    "account_sids",
-    "sources",
-    "call_sids",
-    "max_age_days",
-    "valid_from",
-    "valid_until",
-    "reason",
-)
+RULE_AUDITED_FIELDS = (*ACCESS_RULE_FIELDS[:2], "enabled", *ACCESS_RULE_FIELDS[2:])
 # Room left in ``detail`` for the values; past it, values are replaced by short digests.
 _RULE_CHANGE_VALUES_MAX_BYTES = DETAIL_MAX_BYTES - 512
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
