@@ -15,6 +15,7 @@ from typing import Any
 from django.utils import timezone
 
 from audit.decisions import RecordingFacts, access_decide
+from audit.models import AccessLog
 from audit.services import access_log_append
 from recordings import flex_auth, links, media, twilio_client
 from recordings.models import MediaLink, MediaLocation, Recording, RecordingStatus
@@ -42,6 +43,20 @@ class Answer:
     body: dict[str, str]
 
 
+def _audit(
+    action: str, outcome: str, reason: str, context: RequestContext, **fields: Any
+) -> AccessLog:
+    return access_log_append(
+        action=action,
+        outcome=outcome,
+        reason_code=reason,
+        client_ip=context.client_ip,
+        user_agent=context.user_agent,
+        request_id=context.request_id,
+        **fields,
+    )
+
+
 def _error(status: int, code: str, detail: str) -> Answer:
     return Answer(status, {"error": code, "detail": detail})
 
@@ -61,16 +76,8 @@ def url_provide(
     """
     audit: dict[str, Any] = {"recording_sid": (recording_sid or "")[:34]}
 
-    def record(outcome: str, reason: str, **fields: Any):
-        return access_log_append(
-            action=ACTION,
-            outcome=outcome,
-            reason_code=reason,
-            client_ip=context.client_ip,
-            user_agent=context.user_agent,
-            request_id=context.request_id,
-            **{**audit, **fields},
-        )
+    def record(outcome: str, reason: str, **fields: Any) -> AccessLog:
+        return _audit(ACTION, outcome, reason, context, **{**audit, **fields})
 
     def finish(answer: Answer, outcome: str, reason: str, **fields: Any) -> Answer:
         record(outcome, reason, **fields)
@@ -187,16 +194,7 @@ def media_serve(
                 roles=link.roles,
                 recording_sid=link.recording.sid,
             )
-        access_log_append(
-            action=MEDIA_ACTION,
-            outcome=outcome,
-            reason_code=reason,
-            client_ip=context.client_ip,
-            user_agent=context.user_agent,
-            request_id=context.request_id,
-            **subject,
-            **fields,
-        )
+        _audit(MEDIA_ACTION, outcome, reason, context, **subject, **fields)
 
     try:
         link = links.media_link_resolve(link_id=link_id, token=token)
