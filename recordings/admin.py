@@ -13,7 +13,13 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
 from recordings import services, twilio_client
-from recordings.models import PrivateKey, Recording, RecordingEvent, TwilioSubaccount
+from recordings.models import (
+    ArchivePolicy,
+    PrivateKey,
+    Recording,
+    RecordingEvent,
+    TwilioSubaccount,
+)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -40,14 +46,22 @@ class RecordingAdmin(ReadOnlyAdmin):
         "channels",
         "source",
         "media_location",
+        "archive_state",
         "is_encrypted",
         "account_sid",
     )
-    list_filter = ("sync_state", "status", "media_location", "source", "encryption_type")
+    list_filter = (
+        "sync_state",
+        "status",
+        "media_location",
+        "archive_state",
+        "source",
+        "encryption_type",
+    )
     search_fields = ("=sid", "=call_sid", "=account_sid")
     date_hierarchy = "start_time"
     show_full_result_count = False
-    actions = ("sync_now",)
+    actions = ("sync_now", "archive_now")
     exclude = ("encryption_cek",)
     # The page ends with the recording's timeline (``audit.selectors.recording_timeline``).
     change_form_template = "admin/recordings/recording/change_form.html"
@@ -81,6 +95,67 @@ class RecordingAdmin(ReadOnlyAdmin):
                 self.message_user(request, f"{recording.sid}: {exc}", messages.ERROR)
         if done:
             self.message_user(request, f"{done} recordings synced.", messages.SUCCESS)
+
+    @admin.action(
+        description="Archive the selected recordings from Twilio now (queued)",
+        permissions=["sync"],
+    )
+    def archive_now(self, request: HttpRequest, queryset: QuerySet[Recording]) -> None:
+        """Queue the archive of recordings still at Twilio, e.g. after fixing what made one
+        fail; the archive policy still decides whether and where."""
+        from recordings.tasks import queue_recording_archive
+
+        queued = 0
+        for recording_id in queryset.values_list("pk", flat=True)[:1000]:
+            queue_recording_archive(recording_id)
+            queued += 1
+        self.message_user(request, f"{queued} recordings queued for archiving.", messages.SUCCESS)
+
+
+@admin.register(ArchivePolicy)
+class ArchivePolicyAdmin(admin.ModelAdmin):
+    """Per-account archive settings: where recordings Twilio holds are copied, and whether
+    they are then deleted at Twilio."""
+
+    list_display = (
+        "__str__",
+        "enabled",
+        "bucket",
+        "key_prefix",
+        "delete_at_twilio_after_archive",
+        "updated_at",
+    )
+    list_filter = ("enabled", "delete_at_twilio_after_archive")
+    search_fields = ("=account_sid",)
+    _audited = ("account_sid", "enabled", "bucket", "key_prefix", "delete_at_twilio_after_archive")
+
+    def save_model(self, request: HttpRequest, obj: ArchivePolicy, form: Any, change: bool) -> None:
+        """Save, and write who changed which setting from what to what to the access log
+        (a policy decides whether recordings are deleted at Twilio)."""
+        before = ArchivePolicy.objects.filter(pk=obj.pk).values(*self._audited).first() or {}
+        super().save_model(request, obj, form, change)
+        changes = {
+            name: {"old": before.get(name), "new": getattr(obj, name)}
+            for name in self._audited
+            if before.get(name) != getattr(obj, name)
+        }
+        self._log(request, obj, "changed" if change else "created", changes)
+
+    def delete_model(self, request: HttpRequest, obj: ArchivePolicy) -> None:
+        """Delete, and write it to the access log."""
+        super().delete_model(request, obj)
+        self._log(request, obj, "deleted", {})
+
+    @staticmethod
+    def _log(request: HttpRequest, obj: ArchivePolicy, what: str, changes: dict[str, Any]) -> None:
+        from audit.admin_audit import staff_action_log
+
+        staff_action_log(
+            request,
+            action="twilio_config",
+            reason_code="archive_policy",
+            detail={"policy": str(obj), "what": what, "changes": changes},
+        )
 
 
 @admin.register(RecordingEvent)

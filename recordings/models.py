@@ -61,6 +61,15 @@ class IntegrityState(models.TextChoices):
     FAILED = "failed", "failed verification (never served)"
 
 
+class ArchiveState(models.TextChoices):
+    """Where copying a recording's media from Twilio to the customer's bucket stands."""
+
+    NONE = "", "not archived"
+    PENDING = "pending", "pending (will retry)"
+    ARCHIVED = "archived", "archived"
+    FAILED = "failed", "failed (needs attention)"
+
+
 class Recording(models.Model):
     """One Twilio Recording resource, as last synced from Twilio's REST API."""
 
@@ -110,6 +119,18 @@ class Recording(models.Model):
     )
     sync_error = models.TextField(blank=True)
     synced_at = models.DateTimeField(null=True, blank=True)
+
+    archive_state = models.CharField(
+        max_length=16, choices=ArchiveState.choices, default=ArchiveState.NONE, blank=True
+    )
+    archive_error = models.TextField(blank=True)
+    archive_attempts = models.PositiveIntegerField(default=0)
+    archived_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the copy from Twilio was stored and verified."
+    )
+    twilio_media_deleted_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the portal deleted the recording at Twilio."
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -256,3 +277,40 @@ class MediaLink(models.Model):
 
     def __str__(self) -> str:
         return str(self.link_id)
+
+
+class ArchivePolicy(models.Model):
+    """Whether, and where, recordings whose media Twilio holds are copied to the customer's
+    bucket (``recordings.archive``), per account; the row with a blank account SID applies to
+    every account without its own row."""
+
+    account_sid = models.CharField(
+        "account SID",
+        max_length=34,
+        unique=True,
+        blank=True,
+        help_text="Blank: the default for every account without its own policy.",
+    )
+    enabled = models.BooleanField(default=True)
+    bucket = models.CharField(
+        max_length=63, blank=True, help_text="Blank: AWS_STORAGE_BUCKET_NAME."
+    )
+    key_prefix = models.CharField(
+        max_length=200,
+        blank=True,
+        default="recordings",
+        help_text="Objects are stored at {prefix}/{AccountSid}/{YYYY}/{MM}/{RecordingSid}.wav.",
+    )
+    delete_at_twilio_after_archive = models.BooleanField(
+        default=False,
+        help_text="Delete the recording at Twilio once the stored copy is verified.",
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["account_sid"]
+        verbose_name_plural = "archive policies"
+
+    def __str__(self) -> str:
+        return self.account_sid or "default (all accounts)"

@@ -253,11 +253,16 @@ def _locked_recording(sid: str, account_sid: str) -> Recording:
         return Recording.objects.select_for_update().get(sid=sid)
 
 
+_ARCHIVED_MEDIA_FIELDS = frozenset({"media_location", "media_bucket", "media_key"})
+
+
 def _apply(recording: Recording, status: str, values: Mapping[str, Any]) -> None:
     """Copy known values onto the recording; never blank a field, never move status back."""
     for name, value in values.items():
         if value in (None, ""):
             continue
+        if recording.archived_at is not None and name in _ARCHIVED_MEDIA_FIELDS:
+            continue  # Twilio still names its own copy; the portal plays the archived one
         setattr(recording, name, value)
     if status and STATUS_RANK.get(status, 0) >= STATUS_RANK.get(recording.status, 0):
         recording.status = status
@@ -296,6 +301,18 @@ def recording_store_resource(*, resource: twilio_client.TwilioRecording) -> Reco
         from recordings.tasks import queue_media_verification
 
         transaction.on_commit(lambda pk=recording.pk: queue_media_verification(pk))
+    if (
+        recording.status == RecordingStatus.COMPLETED
+        and recording.media_location == MediaLocation.TWILIO
+        and recording.archived_at is None
+    ):
+        from recordings.archive import archive_enabled_for
+
+        if archive_enabled_for(account_sid=recording.account_sid):
+            # Copy the media to the customer's bucket (recordings.archive).
+            from recordings.tasks import queue_recording_archive
+
+            transaction.on_commit(lambda pk=recording.pk: queue_recording_archive(pk))
     return recording
 
 

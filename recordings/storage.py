@@ -5,12 +5,15 @@ and key a recording lives at.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import boto3
@@ -248,3 +251,163 @@ def object_read(
         raise _s3_error(exc, f"s3://{arguments['Bucket']}/{key}") from None
     finally:
         body.close()
+
+
+# --- Writing: streamed uploads for the archive (``recordings.archive``) --------------------------
+
+UPLOAD_PART_SIZE = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    """What was written, computed over the bytes as they went out: their size, SHA-256, and
+    the ETag S3 computes for such an upload when ETags are MD5-based (``md5`` for one part,
+    ``md5(part md5s)-N`` for N parts), so the stored object can be checked without reading it
+    back."""
+
+    size: int
+    sha256: str
+    expected_etag: str
+    parts: int
+
+
+def _write_error(exc: Exception, where: str) -> StorageError:
+    """Like :func:`_s3_error`, naming a missing bucket and a refused write plainly."""
+    from botocore.exceptions import ClientError
+
+    if isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code == "NoSuchBucket":
+            return StorageNotFound(f"{where}: the bucket does not exist")
+        if code == "RequestTimeTooSkewed":
+            return StorageUnavailable(
+                f"{where}: S3 refused the request because this machine's clock is more than "
+                "15 minutes off (RequestTimeTooSkewed); fix the clock (NTP)"
+            )
+        if code in ("AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId"):
+            return StorageUnavailable(f"{where}: S3 refused the write ({code})")
+    return _s3_error(exc, where)
+
+
+def stream_digest(chunks: Iterable[bytes], *, part_size: int = UPLOAD_PART_SIZE) -> UploadResult:
+    """Size, SHA-256 and expected ETag of a stream as :func:`object_write_stream` would upload
+    it, without uploading: to tell whether an object already stored is these very bytes."""
+    digests = _Digests()
+    buffer = bytearray()
+    for chunk in chunks:
+        buffer += chunk
+        while len(buffer) >= part_size:
+            digests.add_part(bytes(buffer[:part_size]))
+            del buffer[:part_size]
+    multipart = len(digests.part_md5s) > 0
+    if buffer or not multipart:
+        digests.add_part(buffer)
+    return digests.result(multipart=multipart)
+
+
+class _Digests:
+    """SHA-256 of the whole stream plus the MD5 of each part, for the expected ETag."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self.sha256 = hashlib.sha256()
+        self.part_md5s: list[bytes] = []
+
+    def add_part(self, data: bytes | bytearray) -> None:
+        self.size += len(data)
+        self.sha256.update(data)
+        self.part_md5s.append(hashlib.md5(data, usedforsecurity=False).digest())
+
+    def result(self, *, multipart: bool) -> UploadResult:
+        if multipart:
+            combined = hashlib.md5(b"".join(self.part_md5s), usedforsecurity=False).hexdigest()
+            etag = f'"{combined}-{len(self.part_md5s)}"'
+        else:
+            etag = f'"{self.part_md5s[0].hex()}"' if self.part_md5s else ""
+        return UploadResult(self.size, self.sha256.hexdigest(), etag, len(self.part_md5s))
+
+
+def object_write_stream(
+    *,
+    bucket: str,
+    key: str,
+    chunks: Iterable[bytes],
+    content_type: str = "application/octet-stream",
+    metadata: dict[str, str] | None = None,
+    part_size: int = UPLOAD_PART_SIZE,
+) -> UploadResult:
+    """Stream ``chunks`` into one S3 object in constant memory (at most one part buffered).
+
+    Under ``part_size`` bytes it is one ``PutObject``; beyond, a multipart upload of
+    ``part_size`` parts, aborted on any failure so no half-written object or orphaned parts
+    remain (the object only appears when the upload completes). Errors reading ``chunks`` pass
+    through unchanged; S3's are raised as :class:`StorageError`.
+    """
+    client = s3_client()
+    bucket = bucket or settings.AWS_STORAGE_BUCKET_NAME
+    extra: dict[str, Any] = {"ContentType": content_type, "Metadata": metadata or {}}
+    digests = _Digests()
+    buffer = bytearray()
+    upload_id = ""
+    parts: list[dict[str, Any]] = []
+    where = f"s3://{bucket}/{key}"
+
+    def send_part(data: bytes) -> None:
+        nonlocal upload_id
+        try:
+            if not upload_id:
+                upload_id = client.create_multipart_upload(Bucket=bucket, Key=key, **extra)[
+                    "UploadId"
+                ]
+            number = len(parts) + 1
+            answer = client.upload_part(
+                Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data
+            )
+        except Exception as exc:
+            raise _write_error(exc, where) from None
+        parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+
+    try:
+        for chunk in chunks:
+            buffer += chunk
+            while len(buffer) >= part_size:
+                part = bytes(buffer[:part_size])
+                del buffer[:part_size]
+                digests.add_part(part)
+                send_part(part)
+        if upload_id:
+            if buffer:
+                digests.add_part(buffer)
+                send_part(bytes(buffer))
+            try:
+                client.complete_multipart_upload(
+                    Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+                )
+            except Exception as exc:
+                raise _write_error(exc, where) from None
+            upload_id = ""
+            return digests.result(multipart=True)
+        digests.add_part(buffer)
+        try:
+            client.put_object(Bucket=bucket, Key=key, Body=bytes(buffer), **extra)
+        except Exception as exc:
+            raise _write_error(exc, where) from None
+        return digests.result(multipart=False)
+    finally:
+        if upload_id:
+            with contextlib.suppress(Exception):  # best effort: a lifecycle rule cleans up too
+                client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+
+
+def object_sha256(*, bucket: str, key: str, if_match: str = "") -> tuple[int, str]:
+    """Size and SHA-256 of a stored S3 object, read back in full in constant memory; for
+    objects whose ETag says nothing about their content (SSE-KMS, foreign uploads)."""
+    stat = object_stat(local=False, bucket=bucket, key=key)
+    digest = hashlib.sha256()
+    size = 0
+    for chunk in object_read(
+        local=False, bucket=bucket, key=key, start=0, end=stat.size, if_match=if_match or stat.etag
+    ):
+        digest.update(chunk)
+        size += len(chunk)
+    return size, digest.hexdigest()

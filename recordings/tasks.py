@@ -228,13 +228,51 @@ def verify_recording_media(self, recording_id: int, force: bool = False) -> str:
     return "verified"
 
 
-def queue_media_verification(recording_id: int) -> None:
-    """Have an encrypted recording's file verified soon (inline in embedded mode); never
-    raises, since playback verifies anything still unverified anyway."""
+def _run_soon(task, recording_id: int, what: str) -> None:
+    """Run ``task`` for a recording at once in embedded mode (no broker), else queue it; never
+    raises: the work is also found again later (see the callers)."""
     try:
         if current_app.conf.task_always_eager:
-            verify_recording_media.apply((recording_id,))
+            task.apply((recording_id,))
         else:
-            verify_recording_media.apply_async((recording_id,))
+            task.apply_async((recording_id,))
     except Exception as exc:  # kombu raises many kinds; any of them means "not queued"
-        logger.warning("media verification of recording %s not queued (%s)", recording_id, exc)
+        logger.warning("%s of recording %s not queued (%s)", what, recording_id, exc)
+
+
+def queue_media_verification(recording_id: int) -> None:
+    """Have an encrypted recording's file verified soon; playback verifies anything still
+    unverified anyway."""
+    _run_soon(verify_recording_media, recording_id, "media verification")
+
+
+@shared_task(bind=True, acks_late=True, max_retries=None)
+def archive_recording(self, recording_id: int) -> str:
+    """Copy a recording's media from Twilio to its archive bucket (``recordings.archive``);
+    answers the outcome's code.
+
+    Twilio or storage unavailable, or a recording not completed yet, is retried with the sync's
+    backoff; after ``SYNC_MAX_RETRIES`` attempts (counted on the recording, so a re-queued
+    message still stops) the recording is marked ``failed`` with the last error.
+    """
+    from recordings import archive
+
+    outcome = archive.recording_archive(recording_id=recording_id)
+    if not outcome.should_retry:
+        return outcome.code
+    if outcome.attempts > services.SYNC_MAX_RETRIES:
+        archive.archive_give_up(
+            recording_id=recording_id,
+            error=f"{outcome.detail} (gave up after {outcome.attempts} attempts)",
+        )
+        return archive.ArchiveCode.FAILED
+    if self.request.is_eager:
+        # No broker to hold a delayed retry: `archive_recordings` or the admin picks it up.
+        return outcome.code
+    raise self.retry(countdown=services.sync_retry_delay(outcome.attempts))
+
+
+def queue_recording_archive(recording_id: int) -> None:
+    """Have a recording archived soon; a recording left at Twilio is found again by
+    ``archive_recordings``."""
+    _run_soon(archive_recording, recording_id, "archive")
