@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint services browser venv bench-webhook bench-url-provider bench-media clean
+.PHONY: run test lint services browser venv bench-webhook bench-url-provider bench-media bench-archive clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON)"; exit 1; }
@@ -53,6 +53,9 @@ bench-webhook: $(STAMP) services
 
 bench-url-provider: $(STAMP) services
 	$(PY) bench/url_provider.py
+
+bench-archive: $(STAMP) services
+	$(PY) bench/archive.py
 
 bench-media: $(STAMP) services
 	$(PY) bench/media.py

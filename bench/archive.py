@@ -1,0 +1,213 @@
+"""Archive throughput: 200 recordings of 1 MiB copied by the Celery worker from the fake Twilio
+to S3 (moto's server), beside a plain boto3 upload loop of the same files (the ceiling).
+
+Everything runs on loopback in separate processes: moto's S3 server, the fake Twilio, a Celery
+worker (prefork, 2 processes) against this machine's PostgreSQL and Redis. Prints recordings/s
+and MiB/s for both and the ratio (target >= 0.50).
+
+Run: ``make bench-archive`` (or ``.venv/bin/python bench/archive.py --count 200``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import boto3
+import requests
+
+from bench.harness import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    PYTHON,
+    ROOT,
+    free_port,
+    prepare_database,
+    server_env,
+    summary,
+)
+
+BUCKET = "bench-archive"
+MIB = 1024 * 1024
+
+
+@contextmanager
+def process(*args: str, env: dict[str, str] | None = None, ready_url: str | None = None):
+    """A helper process on loopback for the duration of the block."""
+    log = open(os.devnull, "w")  # noqa: SIM115 - closed below
+    child = subprocess.Popen(
+        args, cwd=ROOT, env=env or os.environ.copy(), stdout=log, stderr=log, start_new_session=True
+    )
+    try:
+        if ready_url:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    requests.get(ready_url, timeout=1)
+                    break
+                except requests.RequestException:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"{args[:3]} did not come up") from None
+                    time.sleep(0.2)
+        yield child
+    finally:
+        os.killpg(child.pid, signal.SIGTERM)
+        child.wait(timeout=30)
+        log.close()
+
+
+def s3_client(endpoint: str):
+    """A boto3 client for moto's server."""
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench-secret",
+    )
+
+
+def main() -> None:
+    """Run the benchmark and print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=200, help="recordings to archive")
+    parser.add_argument("--size-mib", type=int, default=1, help="size of each recording")
+    parser.add_argument("--concurrency", type=int, default=2, help="worker processes")
+    args = parser.parse_args()
+
+    s3_port, twilio_port = free_port(), free_port()
+    s3_url, twilio_url = f"http://127.0.0.1:{s3_port}", f"http://127.0.0.1:{twilio_port}"
+    env = server_env(
+        free_port(),
+        DJANGO_SETTINGS_MODULE="portal.settings",
+        TWILIO_API_OVERRIDE=twilio_url,
+        AWS_STORAGE_BUCKET_NAME=BUCKET,
+        AWS_S3_ENDPOINT_URL=s3_url,
+        AWS_S3_REGION_NAME="us-east-1",
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench-secret",
+        LOG_LEVEL="WARNING",
+    )
+    prepare_database(env)
+    media = [os.urandom(args.size_mib * MIB) for _ in range(args.count)]
+    total_mib = args.count * args.size_mib
+
+    with (
+        process(
+            PYTHON, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port), ready_url=s3_url
+        ),
+        process(
+            PYTHON,
+            "-m",
+            "faketwilio",
+            "--port",
+            str(twilio_port),
+            "--account-sid",
+            ACCOUNT_SID,
+            "--auth-token",
+            AUTH_TOKEN,
+            ready_url=f"{twilio_url}/_fake/health",
+        ),
+    ):
+        s3 = s3_client(s3_url)
+        s3.create_bucket(Bucket=BUCKET)
+
+        # The ceiling: a plain boto3 upload loop of the same files.
+        started = time.monotonic()
+        for n, body in enumerate(media):
+            s3.put_object(Bucket=BUCKET, Key=f"ceiling/{n}.wav", Body=body)
+        ceiling_seconds = time.monotonic() - started
+
+        sids = seed(env, twilio_url, media)
+        from recordings.models import Recording
+        from recordings.tasks import archive_recording
+
+        worker_cmd = (
+            PYTHON,
+            "-m",
+            "celery",
+            "-A",
+            "portal",
+            "worker",
+            "--concurrency",
+            str(args.concurrency),
+            "--pool",
+            "prefork",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "--loglevel",
+            "WARNING",
+        )
+        with process(*worker_cmd, env=env):
+            time.sleep(3)  # let the worker connect before the clock starts
+            started = time.monotonic()
+            for recording_id in Recording.objects.filter(sid__in=sids).values_list("pk", flat=True):
+                archive_recording.apply_async((recording_id,))
+            deadline = started + 600
+            while time.monotonic() < deadline:
+                done = Recording.objects.filter(sid__in=sids, archived_at__isnull=False).count()
+                if done == len(sids):
+                    break
+                time.sleep(0.1)
+            worker_seconds = time.monotonic() - started
+        archived = Recording.objects.filter(sid__in=sids, archived_at__isnull=False)
+        stored = sum(1 for r in archived if r.media_size == args.size_mib * MIB)
+
+    ceiling_rate, worker_rate = args.count / ceiling_seconds, len(sids) / worker_seconds
+    worker_label = f"archive by the Celery worker ({args.concurrency} procs)"
+    print(f"{args.count} recordings of {args.size_mib} MiB, fake Twilio -> moto S3 on loopback")
+    print(
+        f"{'plain boto3 upload loop (ceiling)':<40} {ceiling_rate:7.1f} rec/s "
+        f"{total_mib / ceiling_seconds:7.1f} MiB/s"
+    )
+    print(f"{worker_label:<40} {worker_rate:7.1f} rec/s {total_mib / worker_seconds:7.1f} MiB/s")
+    print(
+        f"archived and verified: {archived.count()} of {len(sids)} ({stored} with the right size)"
+    )
+    print(summary(worker_rate / ceiling_rate, 0.50))
+
+
+def seed(env: dict[str, str], twilio_url: str, media: list[bytes]) -> list[str]:
+    """The recordings at the fake Twilio and in the portal's database, plus an archive policy."""
+    os.environ.update(env)
+    import django
+
+    django.setup()
+    from recordings.models import ArchivePolicy, MediaLocation, Recording, RecordingStatus
+    from recordings.tests.callbacks import new_sid
+
+    ArchivePolicy.objects.update_or_create(
+        account_sid="", defaults={"enabled": True, "bucket": BUCKET, "key_prefix": "archive"}
+    )
+    sids = []
+    for body in media:
+        sid = new_sid("RE")
+        response = requests.post(
+            f"{twilio_url}/_fake/recordings",
+            json={"sid": sid, "media_base64": base64.b64encode(body).decode(), "channels": 1},
+            timeout=30,
+        )
+        response.raise_for_status()
+        Recording.objects.create(
+            sid=sid,
+            account_sid=ACCOUNT_SID,
+            status=RecordingStatus.COMPLETED,
+            channels=1,
+            media_location=MediaLocation.TWILIO,
+        )
+        sids.append(sid)
+    return sids
+
+
+if __name__ == "__main__":
+    main()
