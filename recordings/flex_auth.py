@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -19,6 +20,8 @@ from django.utils import timezone
 
 from audit.decisions import Caller
 from recordings import twilio_client
+
+logger = logging.getLogger(__name__)
 
 VALID_CACHE_SECONDS = 300
 INVALID_CACHE_SECONDS = 30
@@ -108,7 +111,7 @@ def flex_token_validate(token: str) -> FlexIdentity:
     (Twilio unreachable or slow: the caller must fail closed).
     """
     key = _cache_key(token)
-    cached = cache.get(key)
+    cached = _cache_get(key)
     if cached is None:
         answer = twilio_client.iam_validate_token(token, timeout=IAM_TIMEOUT_SECONDS)
         cached = _remember(key, answer)
@@ -140,7 +143,7 @@ def _remember(key: str, answer: dict) -> dict:
             else "The Flex token has expired.",
             "twilio_code": twilio_code,
         }
-        cache.set(key, entry, INVALID_CACHE_SECONDS)
+        _cache_set(key, entry, INVALID_CACHE_SECONDS)
         return entry
     roles = answer.get("roles") or []
     entry = {
@@ -155,5 +158,22 @@ def _remember(key: str, answer: dict) -> dict:
     if expires_at is not None:
         seconds = min(seconds, int((expires_at - timezone.now()).total_seconds()))
     if seconds > 0:
-        cache.set(key, entry, seconds)
+        _cache_set(key, entry, seconds)
     return entry
+
+
+# The cache only saves calls to Twilio: when Redis is down every request asks Twilio instead,
+# and the player still gets an answer (and the access log its row).
+def _cache_get(key: str) -> dict | None:
+    try:
+        return cache.get(key)
+    except Exception as exc:  # redis-py raises several kinds; any means "no cached answer"
+        logger.warning("token cache unavailable (%s): asking Twilio", type(exc).__name__)
+        return None
+
+
+def _cache_set(key: str, entry: dict, seconds: int) -> None:
+    try:
+        cache.set(key, entry, seconds)
+    except Exception as exc:
+        logger.warning("token cache unavailable (%s): answer not cached", type(exc).__name__)

@@ -173,6 +173,22 @@ def test_valid_token_is_validated_once_and_cached_by_hash(client, fake_twilio, r
     assert all(token.encode() not in key for key in keys)
 
 
+def test_redis_down_means_asking_twilio_every_time_not_failing(client, fake_twilio, rule, settings):
+    # Django rebuilds its cache handlers when CACHES changes (test signal).
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens there
+        }
+    }
+    recording, _ = local_recording()
+    token = flex_token(fake_twilio)
+    for _ in range(2):
+        assert ask(client, recording.sid, token).status_code == 200
+    assert fake_twilio.count("POST", VALIDATE) == 2
+    assert AccessLog.objects.filter(outcome="allowed").count() == 2
+
+
 def test_colon_in_token_survives_basic_auth(client, fake_twilio, rule):
     recording, _ = local_recording()
     token = flex_token(fake_twilio)
