@@ -13,11 +13,9 @@ from __future__ import annotations
 import argparse
 import base64
 import os
-import signal
-import subprocess
 import sys
 import time
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -29,9 +27,9 @@ from bench.harness import (
     ACCOUNT_SID,
     AUTH_TOKEN,
     PYTHON,
-    ROOT,
     free_port,
     prepare_database,
+    process,
     server_env,
     summary,
 )
@@ -40,29 +38,17 @@ BUCKET = "bench-archive"
 MIB = 1024 * 1024
 
 
-@contextmanager
-def process(*args: str, env: dict[str, str] | None = None, ready_url: str | None = None):
-    """A helper process on loopback for the duration of the block."""
-    log = open(os.devnull, "w")  # noqa: SIM115 - closed below
-    child = subprocess.Popen(
-        args, cwd=ROOT, env=env or os.environ.copy(), stdout=log, stderr=log, start_new_session=True
-    )
-    try:
-        if ready_url:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    requests.get(ready_url, timeout=1)
-                    break
-                except requests.RequestException:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"{args[:3]} did not come up") from None
-                    time.sleep(0.2)
-        yield child
-    finally:
-        os.killpg(child.pid, signal.SIGTERM)
-        child.wait(timeout=30)
-        log.close()
+def answers(url: str) -> Callable[[], bool]:
+    """A readiness check: true once ``url`` answers at all."""
+
+    def check() -> bool:
+        try:
+            requests.get(url, timeout=1)
+        except requests.RequestException:
+            return False
+        return True
+
+    return check
 
 
 def s3_client(endpoint: str):
@@ -103,7 +89,14 @@ def main() -> None:
 
     with (
         process(
-            PYTHON, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port), ready_url=s3_url
+            PYTHON,
+            "-m",
+            "moto.server",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            str(s3_port),
+            ready=answers(s3_url),
         ),
         process(
             PYTHON,
@@ -115,7 +108,7 @@ def main() -> None:
             ACCOUNT_SID,
             "--auth-token",
             AUTH_TOKEN,
-            ready_url=f"{twilio_url}/_fake/health",
+            ready=answers(f"{twilio_url}/_fake/health"),
         ),
     ):
         s3 = s3_client(s3_url)

@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,6 +75,41 @@ def prepare_database(env: dict[str, str]) -> None:
 
 
 @contextlib.contextmanager
+def process(
+    *args: str, env: dict[str, str] | None = None, ready: Callable[[], bool] | None = None
+) -> Iterator[subprocess.Popen]:
+    """A helper process (its own session, output discarded) until the block ends; waits up to
+    30 s for ``ready()`` to be true first, and stops the whole process group afterwards."""
+    log = open(os.devnull, "w")  # noqa: SIM115 - closed below, after the process stops
+    child = subprocess.Popen(
+        args,
+        cwd=ROOT,
+        env=env or os.environ.copy(),
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while ready is not None and not _safely(ready):
+            if time.monotonic() > deadline or child.poll() is not None:
+                raise RuntimeError(f"{' '.join(args[:4])} did not come up in 30 s")
+            time.sleep(0.2)
+        yield child
+    finally:
+        os.killpg(child.pid, signal.SIGTERM)
+        child.wait(timeout=30)
+        log.close()
+
+
+def _safely(check: Callable[[], bool]) -> bool:
+    try:
+        return check()
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
 def gunicorn(env: dict[str, str], port: int, workers: int | None = None) -> Iterator[None]:
     """The portal under ``gunicorn -k sync`` on 127.0.0.1:port until the block ends.
 
@@ -83,46 +118,28 @@ def gunicorn(env: dict[str, str], port: int, workers: int | None = None) -> Iter
     ``BENCH_WORKERS`` overrides it.
     """
     workers = workers or int(os.environ.get("BENCH_WORKERS", "5"))
-    log = open(os.devnull, "w")  # noqa: SIM115 - closed below, after the server stops
-    process = subprocess.Popen(
-        [
-            PYTHON,
-            "-m",
-            "gunicorn",
-            "portal.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(workers),
-            "--worker-class",
-            "sync",
-            "--backlog",
-            "2048",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=log,
-        start_new_session=True,
+    command = (
+        PYTHON,
+        "-m",
+        "gunicorn",
+        "portal.wsgi:application",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--worker-class",
+        "sync",
+        "--backlog",
+        "2048",
+        "--log-level",
+        "warning",
     )
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                status, _ = request("127.0.0.1", port, "GET", "/healthz", b"", {})
-                if status == 200:
-                    break
-            except OSError:
-                time.sleep(0.2)
-        else:
-            raise RuntimeError("gunicorn did not come up in 30 s")
+
+    def healthy() -> bool:
+        return request("127.0.0.1", port, "GET", "/healthz", b"", {})[0] == 200
+
+    with process(*command, env=env, ready=healthy):
         yield
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
-        log.close()
 
 
 def request(
