@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from io import StringIO
+
+from django.core.management import call_command
 from django.db import connection
 
 RECORDING_SID = "RE" + "0" * 32
@@ -18,3 +21,10 @@ def tamper(sql: str, params: list | None = None) -> None:
             for table in ("audit_accesslog", "audit_accesslogdigest"):
                 cursor.execute(f"ALTER TABLE {table} DISABLE TRIGGER {table}_append_only")
         cursor.execute(sql, params or [])
+
+
+def command_output(name: str, *args: str) -> str:
+    """What a management command prints on stdout."""
+    out = StringIO()
+    call_command(name, *args, stdout=out)
+    return out.getvalue()

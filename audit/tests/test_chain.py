@@ -11,7 +11,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 from django.db import DatabaseError, connection, transaction
 
 from audit import chain
@@ -20,7 +20,7 @@ from audit.decisions import Caller, Decision
 from audit.models import AccessLog, AccessLogDigest, AppendOnlyError
 from audit.services import access_log_append, access_log_record_decision, audit_digest_create
 from audit.tasks import sign_audit_head
-from audit.tests.helpers import RECORDING_SID, tamper
+from audit.tests.helpers import RECORDING_SID, command_output, tamper
 
 pytestmark = pytest.mark.django_db
 postgresql_only = pytest.mark.skipif(
@@ -29,17 +29,7 @@ postgresql_only = pytest.mark.skipif(
 
 
 def run_verify() -> str:
-    out = []
-
-    class Sink:
-        def write(self, text):
-            out.append(text)
-
-        def flush(self):
-            pass
-
-    call_command("verify_audit_log", stdout=Sink())
-    return "".join(out)
+    return command_output("verify_audit_log")
 
 
 # --- Appending -----------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from django.core.management import CommandError, call_command
 
 from audit.models import AccessLog, AccessRule
 from audit.rules_file import RulesFileError, rules_dump, rules_load
+from audit.tests.helpers import command_output
 
 pytestmark = pytest.mark.django_db
 
@@ -58,33 +59,13 @@ def two_rules() -> dict:
 
 
 def export() -> str:
-    out = []
-
-    class Sink:
-        def write(self, text):
-            out.append(text)
-
-        def flush(self):
-            pass
-
-    call_command("export_access_rules", stdout=Sink())
-    return "".join(out)
+    return command_output("export_access_rules")
 
 
 def import_file(tmp_path: Path, content: str | bytes, *args: str) -> str:
     path = tmp_path / "rules.json"
     path.write_bytes(content.encode() if isinstance(content, str) else content)
-    out = []
-
-    class Sink:
-        def write(self, text):
-            out.append(text)
-
-        def flush(self):
-            pass
-
-    call_command("import_access_rules", str(path), *args, stdout=Sink())
-    return "".join(out)
+    return command_output("import_access_rules", str(path), *args)
 
 
 def database_state() -> tuple:
