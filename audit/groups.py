@@ -2,8 +2,8 @@
 
 * ``compliance viewer``: reads the access log, its digests, the access rules and the recordings
   with their callbacks; changes nothing.
-* ``compliance manager``: the same, and adds and changes access rules (rules are never deleted,
-  so there is no delete permission to grant).
+* ``compliance manager``: the same, and adds and changes access rules and places and releases
+  legal holds (rules and holds are never deleted, so there is no delete permission to grant).
 
 Created by migration ``audit.0004`` and kept complete after every ``migrate`` (and after a
 test run empties the tables) by a ``post_migrate`` hook: missing groups and permissions are
@@ -20,11 +20,16 @@ VIEWER_PERMISSIONS = (
     ("audit", "view_accessrule"),
     ("recordings", "view_recording"),
     ("recordings", "view_recordingevent"),
+    ("recordings", "view_retentionpolicy"),
+    ("recordings", "view_legalhold"),
 )
 MANAGER_PERMISSIONS = (
     *VIEWER_PERMISSIONS,
     ("audit", "add_accessrule"),
     ("audit", "change_accessrule"),
+    # Placing and releasing legal holds (holds are never deleted: no delete permission).
+    ("recordings", "add_legalhold"),
+    ("recordings", "change_legalhold"),
 )
 COMPLIANCE_GROUPS = {
     "compliance viewer": VIEWER_PERMISSIONS,

@@ -225,6 +225,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "recordings.tasks.refresh_subaccounts",
         "schedule": crontab(minute=7),
     },
+    "apply-retention-policies": {
+        "task": "recordings.tasks.apply_retention",
+        "schedule": crontab(hour=2, minute=41),
+    },
 }
 
 # --- Security ------------------------------------------------------------------------------

@@ -8,16 +8,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ActionForm
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
-from recordings import services, twilio_client
+from recordings import retention, services, twilio_client
 from recordings.models import (
     ArchivePolicy,
+    LegalHold,
     PrivateKey,
     Recording,
     RecordingEvent,
+    RetentionPolicy,
     TwilioSubaccount,
 )
 
@@ -61,7 +65,7 @@ class RecordingAdmin(ReadOnlyAdmin):
     search_fields = ("=sid", "=call_sid", "=account_sid")
     date_hierarchy = "start_time"
     show_full_result_count = False
-    actions = ("sync_now", "archive_now")
+    actions = ("sync_now", "archive_now", "delete_now")
     exclude = ("encryption_cek",)
     # The page ends with the recording's timeline (``audit.selectors.recording_timeline``).
     change_form_template = "admin/recordings/recording/change_form.html"
@@ -111,6 +115,39 @@ class RecordingAdmin(ReadOnlyAdmin):
             queued += 1
         self.message_user(request, f"{queued} recordings queued for archiving.", messages.SUCCESS)
 
+    def has_retention_delete_permission(self, request: HttpRequest) -> bool:
+        """Deleting recordings by hand is for superusers only."""
+        return bool(request.user.is_active and request.user.is_superuser)
+
+    @admin.action(
+        description="Delete the selected recordings (hidden now, media deleted after the grace "
+        "period)",
+        permissions=["retention_delete"],
+    )
+    def delete_now(self, request: HttpRequest, queryset: QuerySet[Recording]) -> None:
+        """Soft-delete by hand, audited as ``admin:<user>``; recordings under a legal hold are
+        refused, with a message and a ``denied`` audit row each."""
+        from audit.admin_audit import request_context, staff_identity
+
+        context = {"identity": staff_identity(request), **request_context(request)}
+        deleted = 0
+        for recording_id in queryset.values_list("pk", flat=True)[:1000]:
+            try:
+                retention.recording_soft_delete(
+                    recording_id=recording_id, policy=context["identity"], context=context
+                )
+                deleted += 1
+            except retention.RecordingHeld as exc:
+                self.message_user(
+                    request,
+                    f"{exc.recording.sid} is under legal hold {exc.hold} and was not deleted.",
+                    messages.ERROR,
+                )
+        if deleted:
+            self.message_user(
+                request, f"{deleted} recordings hidden and queued for deletion.", messages.SUCCESS
+            )
+
 
 @admin.register(ArchivePolicy)
 class ArchivePolicyAdmin(admin.ModelAdmin):
@@ -156,6 +193,152 @@ class ArchivePolicyAdmin(admin.ModelAdmin):
             reason_code="archive_policy",
             detail={"policy": str(obj), "what": what, "changes": changes},
         )
+
+
+@admin.register(RetentionPolicy)
+class RetentionPolicyAdmin(admin.ModelAdmin):
+    """How long recordings are kept: superusers change policies, viewers read them; every
+    change is written to the access log with its old and new values."""
+
+    list_display = (
+        "name",
+        "enabled",
+        "keep_days",
+        "hard_delete_grace_days",
+        "account_sids",
+        "sources",
+        "updated_at",
+    )
+    list_filter = ("enabled",)
+    search_fields = ("name",)
+    _audited = ("name", "enabled", "account_sids", "sources", "keep_days", "hard_delete_grace_days")
+
+    def _superuser(self, request: HttpRequest) -> bool:
+        return bool(request.user.is_active and request.user.is_superuser)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return self._superuser(request)
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return self._superuser(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return self._superuser(request)
+
+    def save_model(
+        self, request: HttpRequest, obj: RetentionPolicy, form: Any, change: bool
+    ) -> None:
+        """Save, and audit who changed which setting from what to what."""
+        before = RetentionPolicy.objects.filter(pk=obj.pk).values(*self._audited).first() or {}
+        super().save_model(request, obj, form, change)
+        changes = {
+            name: {"old": before.get(name), "new": getattr(obj, name)}
+            for name in self._audited
+            if before.get(name) != getattr(obj, name)
+        }
+        self._log(request, obj, "changed" if change else "created", changes)
+
+    def delete_model(self, request: HttpRequest, obj: RetentionPolicy) -> None:
+        """Delete, and audit it."""
+        super().delete_model(request, obj)
+        self._log(request, obj, "deleted", {})
+
+    @staticmethod
+    def _log(
+        request: HttpRequest, obj: RetentionPolicy, what: str, changes: dict[str, Any]
+    ) -> None:
+        from audit.admin_audit import staff_action_log
+
+        staff_action_log(
+            request,
+            action="retention_policy",
+            reason_code=what,
+            detail={"policy": obj.name[:100], "changes": changes},
+        )
+
+
+class ReleaseActionForm(ActionForm):
+    """The action bar of the legal-hold list, with the release reason the release asks for."""
+
+    release_reason = forms.CharField(required=False, label="Release reason")
+
+
+@admin.register(LegalHold)
+class LegalHoldAdmin(admin.ModelAdmin):
+    """Legal holds: placed with a reason and a case reference, then read-only until released
+    (the release action asks for a reason); never deleted. Placing and releasing are audited."""
+
+    list_display = ("__str__", "reason", "created_by", "created_at", "released_at", "released_by")
+    list_filter = (("released_at", admin.EmptyFieldListFilter),)
+    search_fields = ("case_reference", "reason")
+    fields = (
+        "reason",
+        "case_reference",
+        "recording_sids",
+        "call_sids",
+        "started_from",
+        "started_until",
+        "created_by",
+        "created_at",
+        "released_at",
+        "released_by",
+        "release_reason",
+    )
+    readonly_fields = ("created_by", "created_at", "released_at", "released_by", "release_reason")
+    actions = ("release",)
+    action_form = ReleaseActionForm
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None) -> tuple[str, ...]:
+        # A placed hold is evidence: it is released, never edited.
+        return self.fields if obj is not None else self.readonly_fields
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: LegalHold, form: Any, change: bool) -> None:
+        """Place the hold (a new one only: placed holds are read-only), and audit it."""
+        from audit.admin_audit import staff_action_log
+
+        if change:
+            return
+        obj.created_by = request.user.get_username()
+        super().save_model(request, obj, form, change)
+        staff_action_log(
+            request,
+            action="legal_hold",
+            reason_code="created",
+            detail={
+                "hold": obj.pk,
+                "case": obj.case_reference[:100],
+                "recordings": len(obj.recording_sids),
+                "calls": len(obj.call_sids),
+                "range": [
+                    obj.started_from.isoformat() if obj.started_from else None,
+                    obj.started_until.isoformat() if obj.started_until else None,
+                ],
+            },
+        )
+
+    @admin.action(description="Release the selected holds (give a reason)", permissions=["change"])
+    def release(self, request: HttpRequest, queryset: QuerySet[LegalHold]) -> None:
+        """Release holds with the reason typed beside the action, each audited."""
+        from audit.admin_audit import request_context, staff_identity
+
+        reason = request.POST.get("release_reason", "").strip()
+        if not reason:
+            self.message_user(request, "Give a release reason to release a hold.", messages.ERROR)
+            return
+        context = {"identity": staff_identity(request), **request_context(request)}
+        released = 0
+        for hold in queryset.filter(released_at__isnull=True):
+            retention.legal_hold_release(
+                hold_id=hold.pk,
+                released_by=request.user.get_username(),
+                reason=reason,
+                context=context,
+            )
+            released += 1
+        self.message_user(request, f"{released} holds released.", messages.SUCCESS)
 
 
 @admin.register(RecordingEvent)

@@ -140,6 +140,9 @@ def recording_archive(*, recording_id: int) -> ArchiveOutcome:
     recording = Recording.objects.filter(pk=recording_id).first()
     if recording is None:
         return ArchiveOutcome(ArchiveCode.SKIPPED, "no such recording")
+    if recording.soft_deleted_at is not None:
+        # Retention is deleting it (recordings.retention): copying it again would outlive that.
+        return ArchiveOutcome(ArchiveCode.SKIPPED, "deleted by retention")
     policy = archive_policy_for(account_sid=recording.account_sid)
     if policy is None or not policy.enabled:
         return ArchiveOutcome(ArchiveCode.SKIPPED, "no enabled archive policy for the account")

@@ -131,6 +131,21 @@ class Recording(models.Model):
     twilio_media_deleted_at = models.DateTimeField(
         null=True, blank=True, help_text="When the portal deleted the recording at Twilio."
     )
+    soft_deleted_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        db_index=True,
+        help_text="When a retention policy hid the recording (media deleted after a grace period).",
+    )
+    hard_deleted_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the media was deleted from storage and Twilio."
+    )
+    deleted_by_policy = models.CharField(
+        max_length=100, blank=True, help_text="The retention policy that deleted the recording."
+    )
+    retention_error = models.TextField(
+        blank=True, help_text="Why the last retention step failed (retried on the next run)."
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -314,3 +329,83 @@ class ArchivePolicy(models.Model):
 
     def __str__(self) -> str:
         return self.account_sid or "default (all accounts)"
+
+
+class RetentionPolicy(models.Model):
+    """Keep recordings in scope for ``keep_days`` after they started, then delete them: soft
+    first (hidden from playback), hard ``hard_delete_grace_days`` later (media deleted from
+    storage and Twilio, the metadata row kept as ``deleted``). Empty scope lists match any."""
+
+    name = models.CharField(max_length=100, unique=True)
+    enabled = models.BooleanField(default=True)
+    account_sids = models.JSONField(
+        "account SIDs", default=list, blank=True, help_text="Empty: every account."
+    )
+    sources = models.JSONField(
+        default=list, blank=True, help_text="Recording sources, e.g. Conference; empty: any."
+    )
+    keep_days = models.PositiveIntegerField(help_text="Days a recording is kept after it started.")
+    hard_delete_grace_days = models.PositiveIntegerField(
+        default=7, help_text="Days between hiding a recording and deleting its media."
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "retention policies"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class LegalHold(models.Model):
+    """Recordings that must not be deleted, by anything, while the hold is active (not
+    released): named recordings, every recording of named calls, and/or recordings that started
+    in a date range. Holds are released, never deleted, so their history stays."""
+
+    reason = models.TextField()
+    case_reference = models.CharField(max_length=200, blank=True)
+    recording_sids = models.JSONField("recording SIDs", default=list, blank=True)
+    call_sids = models.JSONField("call SIDs", default=list, blank=True)
+    started_from = models.DateTimeField(
+        null=True, blank=True, help_text="Recordings that started at or after this time."
+    )
+    started_until = models.DateTimeField(
+        null=True, blank=True, help_text="Recordings that started before this time."
+    )
+    created_by = models.CharField(max_length=150, blank=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    released_at = models.DateTimeField(null=True, blank=True, editable=False, db_index=True)
+    released_by = models.CharField(max_length=150, blank=True, editable=False)
+    release_reason = models.TextField(blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        label = self.case_reference or f"hold {self.pk}"
+        return f"{label} (released)" if self.released_at else label
+
+    @property
+    def is_active(self) -> bool:
+        """True until the hold is released."""
+        return self.released_at is None
+
+    def clean(self) -> None:
+        """A hold must name what it holds: SID lists of strings, and/or a sensible date range."""
+        from django.core.exceptions import ValidationError
+
+        errors: dict[str, str] = {}
+        for name in ("recording_sids", "call_sids"):
+            value = getattr(self, name)
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                errors[name] = 'A JSON list of SIDs, e.g. ["RE…"].'
+        if self.started_from and self.started_until and self.started_from >= self.started_until:
+            errors["started_until"] = "Must be after the start of the range."
+        if not errors and not (
+            self.recording_sids or self.call_sids or self.started_from or self.started_until
+        ):
+            errors["recording_sids"] = "Name recordings, calls or a date range to hold."
+        if errors:
+            raise ValidationError(errors)

@@ -57,6 +57,12 @@ def _audit(
     )
 
 
+def _is_deleted(recording: Recording) -> bool:
+    """Deleted, or hidden by retention (soft-deleted, whether or not a legal hold keeps its
+    media): either way it is never played."""
+    return recording.status == RecordingStatus.DELETED or recording.soft_deleted_at is not None
+
+
 def _error(status: int, code: str, detail: str) -> Answer:
     return Answer(status, {"error": code, "detail": detail})
 
@@ -115,7 +121,7 @@ def url_provide(
     )
 
     recording = Recording.objects.filter(sid=recording_sid).first()
-    if recording is None or recording.status == RecordingStatus.DELETED:
+    if recording is None or _is_deleted(recording):
         reason = "recording_not_found" if recording is None else "recording_deleted"
         return finish(_error(404, reason, "No such recording."), "denied", reason)
 
@@ -201,6 +207,12 @@ def media_serve(
     except links.LinkRefused as exc:
         record("denied", exc.reason, exc.link)
         return MediaAnswer(403, error={"error": exc.reason, "detail": exc.detail})
+    if _is_deleted(link.recording):
+        # A link issued before the recording was deleted dies with it.
+        record("denied", "recording_deleted", link)
+        return MediaAnswer(
+            404, error={"error": "recording_deleted", "detail": "No such recording."}
+        )
     try:
         body = media.media_open(recording=link.recording, range_header=range_header)
     except media.MediaError as exc:

@@ -411,3 +411,21 @@ def object_sha256(*, bucket: str, key: str, if_match: str = "") -> tuple[int, st
         digest.update(chunk)
         size += len(chunk)
     return size, digest.hexdigest()
+
+
+def object_delete(*, local: bool, bucket: str, key: str) -> None:
+    """Delete a stored recording file for good (retention); an object already gone counts as
+    deleted, so a rerun after a crash finishes quietly. S3's refusals are raised as
+    :class:`StorageError` (``StorageUnavailable``: worth trying again)."""
+    if local:
+        path = _local_path(key)
+        path.unlink(missing_ok=True)
+        return
+    where = f"s3://{bucket}/{key}"
+    try:
+        s3_client().delete_object(Bucket=bucket or settings.AWS_STORAGE_BUCKET_NAME, Key=key)
+    except Exception as exc:
+        error = _write_error(exc, where)
+        if isinstance(error, StorageNotFound) and "bucket" not in str(error):
+            return
+        raise error from None

@@ -276,3 +276,12 @@ def queue_recording_archive(recording_id: int) -> None:
     """Have a recording archived soon; a recording left at Twilio is found again by
     ``archive_recordings``."""
     _run_soon(archive_recording, recording_id, "archive")
+
+
+@shared_task
+def apply_retention() -> dict[str, int]:
+    """Apply the retention policies (daily, from beat): soft-delete what is past its keep,
+    hard-delete what is past its grace; failures stay on the recordings for the next run."""
+    from recordings import retention
+
+    return retention.retention_apply(now=timezone.now()).as_dict()

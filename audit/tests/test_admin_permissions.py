@@ -80,8 +80,15 @@ def test_the_groups_exist_with_their_permissions():
         "view_accessrule",
         "view_recording",
         "view_recordingevent",
+        "view_retentionpolicy",
+        "view_legalhold",
     }
-    assert manager == viewer | {"add_accessrule", "change_accessrule"}
+    assert manager == viewer | {
+        "add_accessrule",
+        "change_accessrule",
+        "add_legalhold",
+        "change_legalhold",
+    }
     assert not any(code.startswith("delete_") for code in manager)
 
 
