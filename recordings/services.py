@@ -253,7 +253,17 @@ def _locked_recording(sid: str, account_sid: str) -> Recording:
         return Recording.objects.select_for_update().get(sid=sid)
 
 
-_ARCHIVED_MEDIA_FIELDS = frozenset({"media_location", "media_bucket", "media_key"})
+_MEDIA_LOCATION_FIELDS = frozenset({"media_location", "media_bucket", "media_key"})
+
+
+def _media_location_is_ours(recording: Recording) -> bool:
+    """True once the portal, not Twilio, decides where the media is: after an archive (the
+    copy in the bucket) or a retention deletion (gone). Twilio keeps naming its own URL."""
+    return (
+        recording.archived_at is not None
+        or recording.soft_deleted_at is not None
+        or recording.hard_deleted_at is not None
+    )
 
 
 def _apply(recording: Recording, status: str, values: Mapping[str, Any]) -> None:
@@ -261,8 +271,8 @@ def _apply(recording: Recording, status: str, values: Mapping[str, Any]) -> None
     for name, value in values.items():
         if value in (None, ""):
             continue
-        if recording.archived_at is not None and name in _ARCHIVED_MEDIA_FIELDS:
-            continue  # Twilio still names its own copy; the portal plays the archived one
+        if name in _MEDIA_LOCATION_FIELDS and _media_location_is_ours(recording):
+            continue
         setattr(recording, name, value)
     if status and STATUS_RANK.get(status, 0) >= STATUS_RANK.get(recording.status, 0):
         recording.status = status

@@ -19,7 +19,7 @@ from django.urls import reverse
 
 from audit.models import AccessLog
 from conftest import TEST_BUCKET
-from recordings import retention, storage, tasks, twilio_client
+from recordings import retention, services, storage, tasks, twilio_client
 from recordings.models import LegalHold, MediaLocation, Recording, RecordingStatus, RetentionPolicy
 from recordings.tests.callbacks import new_sid
 from recordings.tests.playback_fixtures import (
@@ -486,3 +486,20 @@ def test_a_soft_deleted_recording_is_not_archived_again(s3, fake_twilio, policy)
     retention.retention_apply(now=NOW)
     outcome = archive.recording_archive(recording_id=recording.pk)
     assert (outcome.code, outcome.detail) == ("skipped", "deleted by retention")
+
+
+def test_a_sync_after_deletion_never_points_the_recording_back_at_twilio(fake_twilio):
+    sid = new_sid("RE")
+    fake_twilio.add_recording(sid, call_sid="CA" + "1" * 32, duration="5", channels=1)
+    Recording.objects.create(
+        sid=sid,
+        account_sid=fake_twilio.account_sid,
+        status=RecordingStatus.DELETED,
+        media_location=MediaLocation.UNKNOWN,
+        soft_deleted_at=NOW,
+        hard_deleted_at=NOW,
+    )
+    services.recording_sync(sid=sid)
+    recording = Recording.objects.get(sid=sid)
+    assert recording.media_location == MediaLocation.UNKNOWN
+    assert recording.status == RecordingStatus.DELETED
