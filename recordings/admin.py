@@ -149,8 +149,36 @@ class RecordingAdmin(ReadOnlyAdmin):
             )
 
 
+class AuditedSettingsAdmin(admin.ModelAdmin):
+    """An admin whose saves and deletes are written to the access log with the old and new
+    value of each field in ``audited_fields``; subclasses say how (``_log``)."""
+
+    audited_fields: tuple[str, ...] = ()
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        """Save, and log who changed which setting from what to what."""
+        model = type(obj)
+        before = model.objects.filter(pk=obj.pk).values(*self.audited_fields).first() or {}
+        super().save_model(request, obj, form, change)
+        changes = {
+            name: {"old": before.get(name), "new": getattr(obj, name)}
+            for name in self.audited_fields
+            if before.get(name) != getattr(obj, name)
+        }
+        self._log(request, obj, "changed" if change else "created", changes)
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        """Delete, and log it."""
+        super().delete_model(request, obj)
+        self._log(request, obj, "deleted", {})
+
+    @staticmethod
+    def _log(request: HttpRequest, obj: Any, what: str, changes: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+
 @admin.register(ArchivePolicy)
-class ArchivePolicyAdmin(admin.ModelAdmin):
+class ArchivePolicyAdmin(AuditedSettingsAdmin):
     """Per-account archive settings: where recordings Twilio holds are copied, and whether
     they are then deleted at Twilio."""
 
@@ -164,24 +192,14 @@ class ArchivePolicyAdmin(admin.ModelAdmin):
     )
     list_filter = ("enabled", "delete_at_twilio_after_archive")
     search_fields = ("=account_sid",)
-    _audited = ("account_sid", "enabled", "bucket", "key_prefix", "delete_at_twilio_after_archive")
-
-    def save_model(self, request: HttpRequest, obj: ArchivePolicy, form: Any, change: bool) -> None:
-        """Save, and write who changed which setting from what to what to the access log
-        (a policy decides whether recordings are deleted at Twilio)."""
-        before = ArchivePolicy.objects.filter(pk=obj.pk).values(*self._audited).first() or {}
-        super().save_model(request, obj, form, change)
-        changes = {
-            name: {"old": before.get(name), "new": getattr(obj, name)}
-            for name in self._audited
-            if before.get(name) != getattr(obj, name)
-        }
-        self._log(request, obj, "changed" if change else "created", changes)
-
-    def delete_model(self, request: HttpRequest, obj: ArchivePolicy) -> None:
-        """Delete, and write it to the access log."""
-        super().delete_model(request, obj)
-        self._log(request, obj, "deleted", {})
+    # A policy decides whether recordings are deleted at Twilio: every change is logged.
+    audited_fields = (
+        "account_sid",
+        "enabled",
+        "bucket",
+        "key_prefix",
+        "delete_at_twilio_after_archive",
+    )
 
     @staticmethod
     def _log(request: HttpRequest, obj: ArchivePolicy, what: str, changes: dict[str, Any]) -> None:
@@ -196,7 +214,7 @@ class ArchivePolicyAdmin(admin.ModelAdmin):
 
 
 @admin.register(RetentionPolicy)
-class RetentionPolicyAdmin(admin.ModelAdmin):
+class RetentionPolicyAdmin(AuditedSettingsAdmin):
     """How long recordings are kept: superusers change policies, viewers read them; every
     change is written to the access log with its old and new values."""
 
@@ -211,7 +229,14 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
     )
     list_filter = ("enabled",)
     search_fields = ("name",)
-    _audited = ("name", "enabled", "account_sids", "sources", "keep_days", "hard_delete_grace_days")
+    audited_fields = (
+        "name",
+        "enabled",
+        "account_sids",
+        "sources",
+        "keep_days",
+        "hard_delete_grace_days",
+    )
 
     def _superuser(self, request: HttpRequest) -> bool:
         return bool(request.user.is_active and request.user.is_superuser)
@@ -224,24 +249,6 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return self._superuser(request)
-
-    def save_model(
-        self, request: HttpRequest, obj: RetentionPolicy, form: Any, change: bool
-    ) -> None:
-        """Save, and audit who changed which setting from what to what."""
-        before = RetentionPolicy.objects.filter(pk=obj.pk).values(*self._audited).first() or {}
-        super().save_model(request, obj, form, change)
-        changes = {
-            name: {"old": before.get(name), "new": getattr(obj, name)}
-            for name in self._audited
-            if before.get(name) != getattr(obj, name)
-        }
-        self._log(request, obj, "changed" if change else "created", changes)
-
-    def delete_model(self, request: HttpRequest, obj: RetentionPolicy) -> None:
-        """Delete, and audit it."""
-        super().delete_model(request, obj)
-        self._log(request, obj, "deleted", {})
 
     @staticmethod
     def _log(
