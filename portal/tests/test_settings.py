@@ -82,3 +82,17 @@ def test_admin_session_ends_after_eight_hours_even_when_active(client, settings)
     session["_portal_session_started"] = time.time() - settings.SESSION_COOKIE_AGE - 1
     session.save()
     assert client.get("/admin/").status_code == 302
+
+
+@pytest.mark.parametrize(("flag", "prepared"), [(None, True), ("0", False)])
+def test_postgresql_prepares_statements_unless_told_not_to(flag, prepared):
+    env = {"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/portal"}
+    if flag is not None:
+        env["DATABASE_PREPARED_STATEMENTS"] = flag
+    result = run_manage(
+        "shell", "-c", "from django.conf import settings; print(settings.DATABASES)", env=env
+    )
+    assert result.returncode == 0, result.stderr
+    assert "'ENGINE': 'portal.postgresql'" in result.stdout
+    assert ("'server_side_binding': True" in result.stdout) is prepared
+    assert ("'prepare_threshold': 2" in result.stdout) is prepared
