@@ -7,6 +7,7 @@ late, and the recording ends in the same state (see ``STATUS_RANK``).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -82,6 +83,27 @@ def callback_validate(params: Mapping[str, Any]) -> CallbackFields:
     return CallbackFields(recording_sid, account_sid, status)
 
 
+@functools.cache
+def _event_upsert_sql(vendor: str, names: tuple[str, ...]) -> tuple[str, tuple[Any, ...]]:
+    """The event upsert statement for these columns and their model fields, built once per
+    database vendor (the webhook runs it on every callback)."""
+    meta = RecordingEvent._meta
+    quote = connection.ops.quote_name
+    fields = tuple(meta.get_field(name) for name in names)
+    table = quote(meta.db_table)
+    columns = ", ".join(quote(field.column) for field in fields)
+    placeholders = ", ".join(["%s"] * len(fields))
+    # Only quoted identifiers from the model are interpolated; every value is a parameter.
+    sql = (
+        f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) "  # noqa: S608
+        f"ON CONFLICT ({quote('recording_sid')}, {quote('recording_status')}) "
+        f"DO UPDATE SET {quote('deliveries')} = {table}.{quote('deliveries')} + 1 "
+        f"RETURNING {quote('id')}, {quote('deliveries')}"
+    )
+    return sql, fields
+
+
+
 def event_record(
     *, fields: CallbackFields, params: Mapping[str, Any], idempotency_token: str = ""
 ) -> tuple[int, bool]:
@@ -106,19 +128,8 @@ def event_record(
         "next_attempt_at": now,
         "last_error": "",
     }
-    meta = RecordingEvent._meta
-    quote = connection.ops.quote_name
-    table = quote(meta.db_table)
-    columns = ", ".join(quote(meta.get_field(name).column) for name in values)
-    placeholders = ", ".join(["%s"] * len(values))
-    # Only quoted identifiers from the model are interpolated; every value is a parameter.
-    sql = (
-        f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) "  # noqa: S608
-        f"ON CONFLICT ({quote('recording_sid')}, {quote('recording_status')}) "
-        f"DO UPDATE SET {quote('deliveries')} = {table}.{quote('deliveries')} + 1 "
-        f"RETURNING {quote('id')}, {quote('deliveries')}"
-    )
-    prepared = [meta.get_field(name).get_db_prep_save(v, connection) for name, v in values.items()]
+    sql, columns = _event_upsert_sql(connection.vendor, tuple(values))
+    prepared = [column.get_db_prep_save(values[column.name], connection) for column in columns]
     with connection.cursor() as cursor:
         cursor.execute(sql, prepared)
         event_id, deliveries = cursor.fetchone()
