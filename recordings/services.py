@@ -7,7 +7,6 @@ late, and the recording ends in the same state (see ``STATUS_RANK``).
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import re
@@ -24,6 +23,7 @@ from django.utils import timezone
 
 from portal.logging import register_secret
 from portal.sealing import seal
+from portal.sql import insert_parameters, insert_statement
 from recordings import storage, twilio_client
 from recordings.models import (
     STATUS_RANK,
@@ -83,27 +83,6 @@ def callback_validate(params: Mapping[str, Any]) -> CallbackFields:
     return CallbackFields(recording_sid, account_sid, status)
 
 
-@functools.cache
-def _event_upsert_sql(vendor: str, names: tuple[str, ...]) -> tuple[str, tuple[Any, ...]]:
-    """The event upsert statement for these columns and their model fields, built once per
-    database vendor (the webhook runs it on every callback)."""
-    meta = RecordingEvent._meta
-    quote = connection.ops.quote_name
-    fields = tuple(meta.get_field(name) for name in names)
-    table = quote(meta.db_table)
-    columns = ", ".join(quote(field.column) for field in fields)
-    placeholders = ", ".join(["%s"] * len(fields))
-    # Only quoted identifiers from the model are interpolated; every value is a parameter.
-    sql = (
-        f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) "  # noqa: S608
-        f"ON CONFLICT ({quote('recording_sid')}, {quote('recording_status')}) "
-        f"DO UPDATE SET {quote('deliveries')} = {table}.{quote('deliveries')} + 1 "
-        f"RETURNING {quote('id')}, {quote('deliveries')}"
-    )
-    return sql, fields
-
-
-
 def event_record(
     *, fields: CallbackFields, params: Mapping[str, Any], idempotency_token: str = ""
 ) -> tuple[int, bool]:
@@ -128,10 +107,18 @@ def event_record(
         "next_attempt_at": now,
         "last_error": "",
     }
-    sql, columns = _event_upsert_sql(connection.vendor, tuple(values))
-    prepared = [column.get_db_prep_save(values[column.name], connection) for column in columns]
+    quote = connection.ops.quote_name
+    table = quote(RecordingEvent._meta.db_table)
+    sql, columns = insert_statement(
+        RecordingEvent,
+        tuple(values),
+        connection.vendor,
+        f"ON CONFLICT ({quote('recording_sid')}, {quote('recording_status')}) "
+        f"DO UPDATE SET {quote('deliveries')} = {table}.{quote('deliveries')} + 1 "
+        f"RETURNING {quote('id')}, {quote('deliveries')}",
+    )
     with connection.cursor() as cursor:
-        cursor.execute(sql, prepared)
+        cursor.execute(sql, insert_parameters(columns, values))
         event_id, deliveries = cursor.fetchone()
     return event_id, deliveries == 1
 
