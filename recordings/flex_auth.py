@@ -12,6 +12,7 @@ import base64
 import binascii
 import hashlib
 import logging
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -27,6 +28,7 @@ VALID_CACHE_SECONDS = 300
 INVALID_CACHE_SECONDS = 30
 IAM_TIMEOUT_SECONDS = 3.0
 _MAX_TOKEN_LENGTH = 16 * 1024
+_WHITESPACE = re.compile(r"\s")
 
 
 class FlexAuthError(Exception):
@@ -85,7 +87,7 @@ def token_from_authorization(header: str | None) -> str:
             )
     else:
         raise FlexAuthError("malformed_authorization", "Use Basic or Bearer authorization.")
-    if not token or len(token) > _MAX_TOKEN_LENGTH or any(c.isspace() for c in token):
+    if not token or len(token) > _MAX_TOKEN_LENGTH or _WHITESPACE.search(token):
         raise FlexAuthError("malformed_authorization", "The Flex token is empty or malformed.")
     return token
 
