@@ -342,27 +342,28 @@ def _record_copy(
     # An unencrypted copy checked against the bytes Twilio sent is verified; an encrypted one
     # still gets its GCM tag checked (``verify_recording_media``) before it counts as such.
     encrypted = recording.encryption_type == "rsa-aes"
-    with transaction.atomic():
-        _update(
-            recording,
-            media_location=MediaLocation.S3,
-            media_bucket=bucket,
-            media_key=key,
-            media_size=stored.size,
-            media_sha256=stored.sha256,
-            media_etag=stored.etag,
-            integrity_state=IntegrityState.UNVERIFIED if encrypted else IntegrityState.VERIFIED,
-            integrity_checked_at=None if encrypted else now,
-            integrity_error="",
-            archived_at=now,
-            archive_error="",
-            archive_attempts=0,
-            **finished,
-        )
-        if encrypted:
-            from recordings.tasks import queue_media_verification
+    _update(
+        recording,
+        media_location=MediaLocation.S3,
+        media_bucket=bucket,
+        media_key=key,
+        media_size=stored.size,
+        media_sha256=stored.sha256,
+        media_etag=stored.etag,
+        integrity_state=IntegrityState.UNVERIFIED if encrypted else IntegrityState.VERIFIED,
+        integrity_checked_at=None if encrypted else now,
+        integrity_error="",
+        archived_at=now,
+        archive_error="",
+        archive_attempts=0,
+        **finished,
+    )
+    if encrypted:
+        # After the caller's commit when there is one (one UPDATE needs no transaction of its
+        # own: autocommit makes it atomic, and on_commit then runs at once).
+        from recordings.tasks import queue_media_verification
 
-            transaction.on_commit(lambda pk=recording.pk: queue_media_verification(pk))
+        transaction.on_commit(lambda pk=recording.pk: queue_media_verification(pk))
     logger.info(
         "recording %s archived to s3://%s/%s (%s bytes)", recording.sid, bucket, key, stored.size
     )
