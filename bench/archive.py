@@ -129,7 +129,7 @@ def main() -> None:
 
         sids = seed(env, twilio_url, media)
         from recordings.models import Recording
-        from recordings.tasks import archive_recording
+        from recordings.tasks import queue_recording_archives
 
         worker_cmd = (
             PYTHON,
@@ -168,8 +168,9 @@ def main() -> None:
             reaped_before = reaped_cpu_seconds(postmaster)
             cpu_before = {pid: cpu_seconds([pid]) for pids in kinds().values() for pid in pids}
             started = time.monotonic()
-            for recording_id in Recording.objects.filter(sid__in=sids).values_list("pk", flat=True):
-                archive_recording.apply_async((recording_id,))
+            queue_recording_archives(
+                Recording.objects.filter(sid__in=sids).values_list("pk", flat=True)
+            )
             deadline = started + 600
             while time.monotonic() < deadline:
                 done = Recording.objects.filter(sid__in=sids, archived_at__isnull=False).count()

@@ -595,6 +595,26 @@ def test_twilio_down_is_retried_with_the_sync_backoff_then_given_up(
     assert tasks.archive_recording.apply((recording.pk,)).get() == "copied"
 
 
+def test_a_batch_archives_each_recording_and_retries_only_the_one_twilio_cannot_serve(
+    s3, fake_twilio, policy, monkeypatch
+):
+    served, unavailable = synced(fake_twilio), synced(fake_twilio)
+    fake_twilio.fail(503, path_contains=f"{unavailable.sid}.wav")
+    retries: list[tuple[tuple, int]] = []
+    monkeypatch.setattr(
+        tasks.archive_recording,
+        "apply_async",
+        lambda args, countdown: retries.append((args, countdown)),
+    )
+    # Run as a worker would (not eagerly), so the transient failure gets a delayed retry.
+    codes = tasks.archive_recording_batch.run([served.pk, unavailable.pk])
+    assert codes == {"copied": 1, "retry": 1}
+    assert retries == [((unavailable.pk,), services.sync_retry_delay(1))]
+    served.refresh_from_db()
+    unavailable.refresh_from_db()
+    assert (served.archive_state, unavailable.archive_state) == ("archived", "pending")
+
+
 # --- queued by the sync -------------------------------------------------------------------------
 
 
@@ -735,7 +755,7 @@ def test_admin_edits_policies_audited_and_queues_archives(
 
     recording = synced(fake_twilio)
     queued: list[int] = []
-    monkeypatch.setattr(tasks, "queue_recording_archive", queued.append)
+    monkeypatch.setattr(tasks, "queue_recording_archives", lambda ids: queued.extend(ids))
     response = admin_client.post(
         reverse("admin:recordings_recording_changelist"),
         {"action": "archive_now", "_selected_action": [recording.pk]},
