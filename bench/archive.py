@@ -2,8 +2,11 @@
 to S3 (moto's server), beside a plain boto3 upload loop of the same files (the ceiling).
 
 Everything runs on loopback in separate processes: moto's S3 server, the fake Twilio, a Celery
-worker (prefork, 2 processes) against this machine's PostgreSQL and Redis. Prints recordings/s
-and MiB/s for both and the ratio (target >= 0.50).
+worker (prefork, 2 processes) against this machine's PostgreSQL and Redis. The archives are
+queued as the admin action queues them (``queue_recording_archives``: ten to a message). Prints
+recordings/s and MiB/s for both, the ratio (target >= 0.50), and the CPU each process kind
+spent per recording (read from ``/proc``; PostgreSQL's includes backends that exited, of any
+database, so another user of the server shows up there).
 
 Run: ``make bench-archive`` (or ``.venv/bin/python bench/archive.py --count 200``).
 """
