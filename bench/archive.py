@@ -2,8 +2,11 @@
 to S3 (moto's server), beside a plain boto3 upload loop of the same files (the ceiling).
 
 Everything runs on loopback in separate processes: moto's S3 server, the fake Twilio, a Celery
-worker (prefork, 2 processes) against this machine's PostgreSQL and Redis. Prints recordings/s
-and MiB/s for both and the ratio (target >= 0.50).
+worker (prefork, 2 processes) against this machine's PostgreSQL and Redis. The archives are
+queued as the admin action queues them (``queue_recording_archives``: ten to a message). Prints
+recordings/s and MiB/s for both, the ratio (target >= 0.50), and the CPU each process kind
+spent per recording (read from ``/proc``; PostgreSQL's includes backends that exited, of any
+database, so another user of the server shows up there).
 
 Run: ``make bench-archive`` (or ``.venv/bin/python bench/archive.py --count 200``).
 """
@@ -27,9 +30,13 @@ from bench.harness import (
     ACCOUNT_SID,
     AUTH_TOKEN,
     PYTHON,
+    cpu_seconds,
     free_port,
     prepare_database,
     process,
+    process_tree,
+    processes_named,
+    reaped_cpu_seconds,
     server_env,
     summary,
 )
@@ -97,7 +104,7 @@ def main() -> None:
             "-p",
             str(s3_port),
             ready=answers(s3_url),
-        ),
+        ) as moto,
         process(
             PYTHON,
             "-m",
@@ -109,20 +116,23 @@ def main() -> None:
             "--auth-token",
             AUTH_TOKEN,
             ready=answers(f"{twilio_url}/_fake/health"),
-        ),
+        ) as fake_twilio,
     ):
         s3 = s3_client(s3_url)
         s3.create_bucket(Bucket=BUCKET)
 
         # The ceiling: a plain boto3 upload loop of the same files.
+        ceiling_pids = [*process_tree(moto.pid), os.getpid()]
+        ceiling_cpu = cpu_seconds(ceiling_pids)
         started = time.monotonic()
         for n, body in enumerate(media):
             s3.put_object(Bucket=BUCKET, Key=f"ceiling/{n}.wav", Body=body)
         ceiling_seconds = time.monotonic() - started
+        ceiling_cpu = cpu_seconds(ceiling_pids) - ceiling_cpu
 
         sids = seed(env, twilio_url, media)
         from recordings.models import Recording
-        from recordings.tasks import archive_recording
+        from recordings.tasks import queue_recording_archives
 
         worker_cmd = (
             PYTHON,
@@ -141,11 +151,29 @@ def main() -> None:
             "--loglevel",
             "WARNING",
         )
-        with process(*worker_cmd, env=env):
+        database = env["DATABASE_URL"].rsplit("/", 1)[-1]
+        with process(*worker_cmd, env=env) as worker:
             time.sleep(3)  # let the worker connect before the clock starts
+
+            def kinds() -> dict[str, list[int]]:
+                return {
+                    "worker": process_tree(worker.pid),
+                    "moto S3": process_tree(moto.pid),
+                    "fake Twilio": process_tree(fake_twilio.pid),
+                    "postgres": processes_named("postgres:", f" {database} "),
+                    "redis": processes_named("redis-server"),
+                    "this process": [os.getpid()],
+                }
+
+            # Backends that exit meanwhile (a connection closed) are counted by the server
+            # process that reaps them (for every database: the figure includes other users').
+            (postmaster,) = processes_named("postgres", " -D ")
+            reaped_before = reaped_cpu_seconds(postmaster)
+            cpu_before = {pid: cpu_seconds([pid]) for pids in kinds().values() for pid in pids}
             started = time.monotonic()
-            for recording_id in Recording.objects.filter(sid__in=sids).values_list("pk", flat=True):
-                archive_recording.apply_async((recording_id,))
+            queue_recording_archives(
+                Recording.objects.filter(sid__in=sids).values_list("pk", flat=True)
+            )
             deadline = started + 600
             while time.monotonic() < deadline:
                 done = Recording.objects.filter(sid__in=sids, archived_at__isnull=False).count()
@@ -153,6 +181,11 @@ def main() -> None:
                     break
                 time.sleep(0.1)
             worker_seconds = time.monotonic() - started
+            cpu_used = {
+                kind: sum(cpu_seconds([pid]) - cpu_before.get(pid, 0.0) for pid in pids)
+                for kind, pids in kinds().items()
+            }
+            cpu_used["postgres"] += reaped_cpu_seconds(postmaster) - reaped_before
         archived = Recording.objects.filter(sid__in=sids, archived_at__isnull=False)
         stored = sum(1 for r in archived if r.media_size == args.size_mib * MIB)
 
@@ -166,6 +199,16 @@ def main() -> None:
     print(f"{worker_label:<40} {worker_rate:7.1f} rec/s {total_mib / worker_seconds:7.1f} MiB/s")
     print(
         f"archived and verified: {archived.count()} of {len(sids)} ({stored} with the right size)"
+    )
+    print(
+        "CPU ms per recording of the ceiling (moto and the loop): "
+        f"{1000 * ceiling_cpu / args.count:.1f}"
+    )
+    per_recording = {kind: 1000 * seconds / len(sids) for kind, seconds in cpu_used.items()}
+    print(
+        "CPU ms per recording while the worker ran: "
+        + ", ".join(f"{kind} {ms:.1f}" for kind, ms in per_recording.items())
+        + f" (all {sum(per_recording.values()):.1f})"
     )
     print(summary(worker_rate / ceiling_rate, 0.50))
 

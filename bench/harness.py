@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -260,6 +260,65 @@ def load(
     return Result(label, total, elapsed, latencies, statuses)
 
 
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """User plus system CPU seconds used so far by these processes (Linux ``/proc``); a process
+    that is gone counts 0, so take both readings while the processes run."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime and stime, after the name
+    return total / tick
+
+
+def reaped_cpu_seconds(pid: int) -> float:
+    """CPU seconds of the children ``pid`` has waited for (e.g. PostgreSQL backends that served
+    one connection and exited, which :func:`cpu_seconds` can no longer see)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")  # cutime, cstime
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (e.g. a Celery worker and its pool processes)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(entry.name))
+    tree, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        tree.append(current)
+        pending.extend(children.get(current, []))
+    return tree
+
+
+def processes_named(*needles: str) -> list[int]:
+    """Processes whose command line contains every one of ``needles`` (e.g. the PostgreSQL
+    backends serving one database, whose title names it)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if all(needle in command for needle in needles):
+            found.append(int(entry.name))
+    return found
+
+
 def best_of(runs: Sequence[Result]) -> Result:
     """The median run by rate (the VM is noisy: one run proves little)."""
     return sorted(runs, key=lambda r: r.rate)[len(runs) // 2]
@@ -277,10 +336,14 @@ __all__ = [
     "Call",
     "Result",
     "best_of",
+    "cpu_seconds",
     "free_port",
     "gunicorn",
     "load",
     "prepare_database",
+    "process_tree",
+    "processes_named",
+    "reaped_cpu_seconds",
     "server_env",
     "summary",
 ]

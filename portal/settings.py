@@ -194,6 +194,10 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Celery's Django fixup closes the database connection around every task unless this is set;
+# `portal.celery` instead applies CONN_MAX_AGE and the health checks between tasks, as Django
+# does between requests. Celery still closes it after this many tasks.
+CELERY_DB_REUSE_MAX = 1000
 # Workers keep Django's logging (JSON lines, request ids, the redacting filter) instead of
 # Celery replacing the root logger's handlers with its own.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

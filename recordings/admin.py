@@ -107,12 +107,9 @@ class RecordingAdmin(ReadOnlyAdmin):
     def archive_now(self, request: HttpRequest, queryset: QuerySet[Recording]) -> None:
         """Queue the archive of recordings still at Twilio, e.g. after fixing what made one
         fail; the archive policy still decides whether and where."""
-        from recordings.tasks import queue_recording_archive
+        from recordings.tasks import queue_recording_archives
 
-        queued = 0
-        for recording_id in queryset.values_list("pk", flat=True)[:1000]:
-            queue_recording_archive(recording_id)
-            queued += 1
+        queued = queue_recording_archives(queryset.values_list("pk", flat=True)[:1000])
         self.message_user(request, f"{queued} recordings queued for archiving.", messages.SUCCESS)
 
     def has_retention_delete_permission(self, request: HttpRequest) -> bool:

@@ -8,11 +8,15 @@ The steps, each safe to repeat after a crash between any two of them:
    byte for byte) to ``{prefix}/{AccountSid}/{YYYY}/{MM}/{RecordingSid}.wav`` in constant
    memory, computing size and SHA-256 on the way. An object already at that key (a run that
    stopped after uploading) is adopted only when it holds exactly what Twilio serves; it is
-   never uploaded a second time.
-2. **verify**: ``HEAD`` the object: its size must be the bytes read and its ETag the MD5-based
-   ETag computed while uploading. S3 computes that ETag over the bytes it received, so a match
-   proves the stored object is the bytes whose SHA-256 we computed, without reading it back.
-   When the bucket's ETags are not MD5-based (SSE-KMS), the object is read back and hashed.
+   never uploaded a second time. A run marks the recording ``pending`` before its first
+   upload, so a later run knows to look at the key first; a first run instead uploads on the
+   condition that the key is empty (S3 checks it atomically), and an object put there by hand
+   is looked at then.
+2. **verify**: the ETag S3 answers for the stored object must be the MD5-based ETag computed
+   while uploading. S3 computes that ETag over the bytes it received, so a match proves the
+   stored object is the bytes (hence the size) whose SHA-256 we computed, without reading it
+   back. When the bucket's ETags are not MD5-based (SSE-KMS), the object is read back and
+   hashed, and its size and SHA-256 must be the ones computed.
 3. **record** size, SHA-256, ETag, bucket and key on the recording and move it to
    ``media_location=s3``: from then on the portal plays the copy.
 4. **delete at Twilio**, only for a recorded copy that a fresh ``HEAD`` still shows with the
@@ -137,19 +141,19 @@ def recording_archive(*, recording_id: int) -> ArchiveOutcome:
     (``archive_state``, ``archive_error``, ``archive_attempts``) and answered as an outcome
     whose ``should_retry`` tells the caller whether to try again later.
     """
-    recording = Recording.objects.filter(pk=recording_id).first()
-    if recording is None:
-        return ArchiveOutcome(ArchiveCode.SKIPPED, "no such recording")
-    if recording.soft_deleted_at is not None:
-        # Retention is deleting it (recordings.retention): copying it again would outlive that.
-        return ArchiveOutcome(ArchiveCode.SKIPPED, "deleted by retention")
-    policy = archive_policy_for(account_sid=recording.account_sid)
-    if policy is None or not policy.enabled:
-        return ArchiveOutcome(ArchiveCode.SKIPPED, "no enabled archive policy for the account")
-    with _lease(recording.pk) as held:
+    with _lease(recording_id) as held:
         if not held:
             return ArchiveOutcome(ArchiveCode.BUSY, "another worker is archiving it right now")
-        recording.refresh_from_db()  # what the previous holder did, if anything
+        # Read under the lease, so it includes what a previous holder did.
+        recording = Recording.objects.filter(pk=recording_id).first()
+        if recording is None:
+            return ArchiveOutcome(ArchiveCode.SKIPPED, "no such recording")
+        if recording.soft_deleted_at is not None:
+            # Retention is deleting it (recordings.retention): a copy would outlive that.
+            return ArchiveOutcome(ArchiveCode.SKIPPED, "deleted by retention")
+        policy = archive_policy_for(account_sid=recording.account_sid)
+        if policy is None or not policy.enabled:
+            return ArchiveOutcome(ArchiveCode.SKIPPED, "no enabled archive policy for the account")
         return _archive_steps(recording, policy)
 
 
@@ -211,7 +215,8 @@ def _archive_steps(recording: Recording, policy: ArchivePolicy) -> ArchiveOutcom
             return _fail(recording, _rejection_detail(exc))
         except storage.StorageError as exc:
             return _set_back(recording, ArchiveCode.RETRY, f"storage: {exc}")
-        _record_copy(recording, bucket, key, stored)
+        deleting = policy.delete_at_twilio_after_archive
+        _record_copy(recording, bucket, key, stored, done=not deleting)
         code, size = ArchiveCode.COPIED, stored.size
 
     deleted = False
@@ -227,7 +232,11 @@ def _archive_steps(recording: Recording, policy: ArchivePolicy) -> ArchiveOutcom
         except storage.StorageError as exc:
             return _set_back(recording, ArchiveCode.RETRY, f"delete at Twilio postponed: {exc}")
         deleted = True
-    _update(recording, archive_state=ArchiveState.ARCHIVED, archive_error="", archive_attempts=0)
+    finished = recording.archive_state == ArchiveState.ARCHIVED
+    if not finished or recording.archive_error or recording.archive_attempts:
+        _update(
+            recording, archive_state=ArchiveState.ARCHIVED, archive_error="", archive_attempts=0
+        )
     return ArchiveOutcome(code, bytes_copied=size, uploaded=uploaded, deleted_at_twilio=deleted)
 
 
@@ -260,22 +269,43 @@ def _media_chunks(recording: Recording) -> Iterator[bytes]:
 
 def _copy_and_verify(recording: Recording, bucket: str, key: str) -> tuple[_StoredCopy, bool]:
     """Steps 1 and 2: the verified stored copy, and whether this run uploaded it."""
+    if recording.archive_state == ArchiveState.NONE:
+        # No run has uploaded anything for it (each marks it pending first, durably): upload
+        # without looking, on the condition that the key is empty.
+        _update(recording, archive_state=ArchiveState.PENDING)
+        try:
+            return _upload_and_verify(recording, bucket, key, only_if_absent=True), True
+        except storage.StorageObjectExists:
+            # Nobody recorded this object (put there by hand): look at it, as a rerun does.
+            pass
+    adopted = _adopt_existing(recording, bucket, key)
+    if adopted is not None:
+        return adopted, False
+    return _upload_and_verify(recording, bucket, key, only_if_absent=False), True
+
+
+def _adopt_existing(recording: Recording, bucket: str, key: str) -> _StoredCopy | None:
+    """The object already at ``key`` when it is exactly what Twilio serves (one more download,
+    no second upload); None when there is none, or a different one (to be replaced)."""
     try:
         existing = storage.object_stat(local=False, bucket=bucket, key=key)
     except storage.StorageNotFound:
-        existing = None
-    if existing is not None:
-        # A run that stopped after uploading, or a file put there by hand: adopt it only if it
-        # is exactly what Twilio serves (one more download, no second upload).
-        wanted = storage.stream_digest(_media_chunks(recording))
-        if existing.size == wanted.size and (
-            existing.etag == wanted.expected_etag
-            or storage.object_sha256(bucket=bucket, key=key, if_match=existing.etag)[1]
-            == wanted.sha256
-        ):
-            logger.info("recording %s: identical copy already at %s, adopted", recording.sid, key)
-            return _StoredCopy(wanted.size, wanted.sha256, existing.etag), False
-        logger.warning("recording %s: replacing a different object at %s", recording.sid, key)
+        return None
+    wanted = storage.stream_digest(_media_chunks(recording))
+    if existing.size == wanted.size and (
+        existing.etag == wanted.expected_etag
+        or storage.object_sha256(bucket=bucket, key=key, if_match=existing.etag)[1] == wanted.sha256
+    ):
+        logger.info("recording %s: identical copy already at %s, adopted", recording.sid, key)
+        return _StoredCopy(wanted.size, wanted.sha256, existing.etag)
+    logger.warning("recording %s: replacing a different object at %s", recording.sid, key)
+    return None
+
+
+def _upload_and_verify(
+    recording: Recording, bucket: str, key: str, *, only_if_absent: bool
+) -> _StoredCopy:
+    """Upload Twilio's media to ``key`` and prove the stored object is the bytes read."""
     written = storage.object_write_stream(
         bucket=bucket,
         key=key,
@@ -285,44 +315,55 @@ def _copy_and_verify(recording: Recording, bucket: str, key: str) -> tuple[_Stor
             "twilio-recording-sid": recording.sid,
             "twilio-account-sid": recording.account_sid,
         },
+        only_if_absent=only_if_absent,
     )
-    stat = storage.object_stat(local=False, bucket=bucket, key=key)
-    if stat.size != written.size:
-        raise ArchiveMismatch(f"stored {stat.size} bytes, read {written.size} from Twilio")
-    if stat.etag != written.expected_etag:
-        # Not an MD5-based ETag (SSE-KMS, a proxy): read the object back and hash it.
-        size, sha256 = storage.object_sha256(bucket=bucket, key=key, if_match=stat.etag)
-        if (size, sha256) != (written.size, written.sha256):
-            raise ArchiveMismatch("the stored object's SHA-256 differs from what Twilio sent")
-    return _StoredCopy(written.size, written.sha256, stat.etag), True
+    if written.proven:
+        # S3's ETag for what it stored is the MD5-based one computed over what was read from
+        # Twilio: the same proof a HEAD would give, without asking S3 again.
+        return _StoredCopy(written.size, written.sha256, written.etag)
+    # Not an MD5-based ETag (SSE-KMS, a proxy): read the object back and hash it, pinned to
+    # the object S3 just answered for (when it named one).
+    etag = written.etag or storage.object_stat(local=False, bucket=bucket, key=key).etag
+    size, sha256 = storage.object_sha256(bucket=bucket, key=key, if_match=etag)
+    if (size, sha256) != (written.size, written.sha256):
+        raise ArchiveMismatch(
+            f"the stored object ({size} bytes) is not the {written.size} bytes Twilio sent"
+        )
+    return _StoredCopy(written.size, written.sha256, etag)
 
 
-def _record_copy(recording: Recording, bucket: str, key: str, stored: _StoredCopy) -> None:
-    """Step 3: the recording now plays from the verified copy."""
+def _record_copy(
+    recording: Recording, bucket: str, key: str, stored: _StoredCopy, *, done: bool
+) -> None:
+    """Step 3: the recording now plays from the verified copy; ``done`` (nothing to delete
+    at Twilio) marks the archive finished in the same write."""
     now = timezone.now()
+    finished = {"archive_state": ArchiveState.ARCHIVED} if done else {}
     # An unencrypted copy checked against the bytes Twilio sent is verified; an encrypted one
     # still gets its GCM tag checked (``verify_recording_media``) before it counts as such.
     encrypted = recording.encryption_type == "rsa-aes"
-    with transaction.atomic():
-        _update(
-            recording,
-            media_location=MediaLocation.S3,
-            media_bucket=bucket,
-            media_key=key,
-            media_size=stored.size,
-            media_sha256=stored.sha256,
-            media_etag=stored.etag,
-            integrity_state=IntegrityState.UNVERIFIED if encrypted else IntegrityState.VERIFIED,
-            integrity_checked_at=None if encrypted else now,
-            integrity_error="",
-            archived_at=now,
-            archive_error="",
-            archive_attempts=0,
-        )
-        if encrypted:
-            from recordings.tasks import queue_media_verification
+    _update(
+        recording,
+        media_location=MediaLocation.S3,
+        media_bucket=bucket,
+        media_key=key,
+        media_size=stored.size,
+        media_sha256=stored.sha256,
+        media_etag=stored.etag,
+        integrity_state=IntegrityState.UNVERIFIED if encrypted else IntegrityState.VERIFIED,
+        integrity_checked_at=None if encrypted else now,
+        integrity_error="",
+        archived_at=now,
+        archive_error="",
+        archive_attempts=0,
+        **finished,
+    )
+    if encrypted:
+        # After the caller's commit when there is one (one UPDATE needs no transaction of its
+        # own: autocommit makes it atomic, and on_commit then runs at once).
+        from recordings.tasks import queue_media_verification
 
-            transaction.on_commit(lambda pk=recording.pk: queue_media_verification(pk))
+        transaction.on_commit(lambda pk=recording.pk: queue_media_verification(pk))
     logger.info(
         "recording %s archived to s3://%s/%s (%s bytes)", recording.sid, bucket, key, stored.size
     )

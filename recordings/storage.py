@@ -147,6 +147,10 @@ class StorageChanged(StorageError):
     """The object is not the one expected (its ETag changed since it was checked)."""
 
 
+class StorageObjectExists(StorageError):
+    """A write asked to create an object refused because one is already at that key."""
+
+
 @dataclass(frozen=True)
 class StoredObject:
     """What storage says about one object, without reading it."""
@@ -262,21 +266,33 @@ UPLOAD_PART_SIZE = 8 * 1024 * 1024
 class UploadResult:
     """What was written, computed over the bytes as they went out: their size, SHA-256, and
     the ETag S3 computes for such an upload when ETags are MD5-based (``md5`` for one part,
-    ``md5(part md5s)-N`` for N parts), so the stored object can be checked without reading it
-    back."""
+    ``md5(part md5s)-N`` for N parts); beside it ``etag``, the ETag S3 answered for the object
+    it stored (empty from :func:`stream_digest`, which uploads nothing). When the two are
+    equal, S3 computed over the bytes it received the digest we computed over the bytes we
+    sent: the stored object is proven without reading it back or asking again."""
 
     size: int
     sha256: str
     expected_etag: str
     parts: int
+    etag: str = ""
+
+    @property
+    def proven(self) -> bool:
+        """True when S3's ETag for the stored object is the one computed over what was sent."""
+        return bool(self.etag) and self.etag == self.expected_etag
 
 
-def _write_error(exc: Exception, where: str) -> StorageError:
-    """Like :func:`_s3_error`, naming a missing bucket and a refused write plainly."""
+def _write_error(exc: Exception, where: str, *, conditional: bool = False) -> StorageError:
+    """Like :func:`_s3_error`, naming a missing bucket and a refused write plainly; for a
+    write made ``only_if_absent``, S3's 412 means an object is already at the key."""
     from botocore.exceptions import ClientError
 
     if isinstance(exc, ClientError):
         code = str(exc.response.get("Error", {}).get("Code", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if conditional and (code == "PreconditionFailed" or status == 412):
+            return StorageObjectExists(f"{where}: an object is already there")
         if code == "NoSuchBucket":
             return StorageNotFound(f"{where}: the bucket does not exist")
         if code == "RequestTimeTooSkewed":
@@ -318,13 +334,15 @@ class _Digests:
         self.sha256.update(data)
         self.part_md5s.append(hashlib.md5(data, usedforsecurity=False).digest())
 
-    def result(self, *, multipart: bool) -> UploadResult:
+    def result(self, *, multipart: bool, stored_etag: str = "") -> UploadResult:
         if multipart:
             combined = hashlib.md5(b"".join(self.part_md5s), usedforsecurity=False).hexdigest()
             etag = f'"{combined}-{len(self.part_md5s)}"'
         else:
             etag = f'"{self.part_md5s[0].hex()}"' if self.part_md5s else ""
-        return UploadResult(self.size, self.sha256.hexdigest(), etag, len(self.part_md5s))
+        return UploadResult(
+            self.size, self.sha256.hexdigest(), etag, len(self.part_md5s), stored_etag
+        )
 
 
 def object_write_stream(
@@ -335,6 +353,7 @@ def object_write_stream(
     content_type: str = "application/octet-stream",
     metadata: dict[str, str] | None = None,
     part_size: int = UPLOAD_PART_SIZE,
+    only_if_absent: bool = False,
 ) -> UploadResult:
     """Stream ``chunks`` into one S3 object in constant memory (at most one part buffered).
 
@@ -342,10 +361,16 @@ def object_write_stream(
     ``part_size`` parts, aborted on any failure so no half-written object or orphaned parts
     remain (the object only appears when the upload completes). Errors reading ``chunks`` pass
     through unchanged; S3's are raised as :class:`StorageError`.
+
+    With ``only_if_absent``, S3 stores the object only if none is at the key yet
+    (``If-None-Match: *``, checked atomically by S3 when the object would appear) and
+    :class:`StorageObjectExists` is raised otherwise, so nothing already there is replaced
+    unseen. A store that ignores the condition simply writes.
     """
     client = s3_client()
     bucket = bucket or settings.AWS_STORAGE_BUCKET_NAME
     extra: dict[str, Any] = {"ContentType": content_type, "Metadata": metadata or {}}
+    condition: dict[str, Any] = {"IfNoneMatch": "*"} if only_if_absent else {}
     digests = _Digests()
     buffer = bytearray()
     upload_id = ""
@@ -380,19 +405,25 @@ def object_write_stream(
                 digests.add_part(buffer)
                 send_part(bytes(buffer))
             try:
-                client.complete_multipart_upload(
-                    Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+                answer = client.complete_multipart_upload(
+                    Bucket=bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": parts},
+                    **condition,
                 )
             except Exception as exc:
-                raise _write_error(exc, where) from None
+                raise _write_error(exc, where, conditional=only_if_absent) from None
             upload_id = ""
-            return digests.result(multipart=True)
+            return digests.result(multipart=True, stored_etag=answer.get("ETag", ""))
         digests.add_part(buffer)
         try:
-            client.put_object(Bucket=bucket, Key=key, Body=bytes(buffer), **extra)
+            answer = client.put_object(
+                Bucket=bucket, Key=key, Body=bytes(buffer), **extra, **condition
+            )
         except Exception as exc:
-            raise _write_error(exc, where) from None
-        return digests.result(multipart=False)
+            raise _write_error(exc, where, conditional=only_if_absent) from None
+        return digests.result(multipart=False, stored_etag=answer.get("ETag", ""))
     finally:
         if upload_id:
             with contextlib.suppress(Exception):  # best effort: a lifecycle rule cleans up too

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from celery import current_app, shared_task
+from celery.signals import worker_process_init
 from django.utils import timezone
 
 from recordings import links, services, twilio_client
@@ -230,6 +231,20 @@ def verify_recording_media(self, recording_id: int, force: bool = False) -> str:
     return "verified"
 
 
+@worker_process_init.connect
+def _build_clients(**kwargs: object) -> None:
+    """Build the process-wide S3 client as each worker process starts, not in its first task:
+    the first boto3 client of a process costs about 180 ms of CPU (the service model is loaded),
+    which would otherwise fall on whichever archive or media check comes first."""
+    from recordings import storage
+
+    try:
+        if storage.uses_s3():
+            storage.s3_client()
+    except Exception:  # a bad setting must not kill the process: the first task reports it
+        logger.exception("could not build the S3 client; tasks will try again")
+
+
 def _run_soon(task, recording_id: int, what: str) -> None:
     """Run ``task`` for a recording at once in embedded mode (no broker), else queue it; never
     raises: the work is also found again later (see the callers)."""
@@ -248,10 +263,15 @@ def queue_media_verification(recording_id: int) -> None:
     _run_soon(verify_recording_media, recording_id, "media verification")
 
 
-@shared_task(bind=True, acks_late=True, max_retries=None)
-def archive_recording(self, recording_id: int) -> str:
-    """Copy a recording's media from Twilio to its archive bucket (``recordings.archive``);
-    answers the outcome's code.
+#: Recordings per message when many are queued at once: the broker round trips and the
+#: worker's bookkeeping for a message cost about as much CPU as a small recording's database
+#: work, and a batch this small still spreads over the worker's processes.
+ARCHIVE_BATCH_SIZE = 10
+
+
+def _archive_once(recording_id: int, *, eager: bool) -> tuple[str, int | None]:
+    """Archive one recording: its outcome's code, and the countdown in seconds before the next
+    attempt when it should be tried again (None: done, refused, or given up).
 
     Twilio or storage unavailable, or a recording not completed yet, is retried with the sync's
     backoff; after ``SYNC_MAX_RETRIES`` attempts (counted on the recording, so a re-queued
@@ -261,23 +281,70 @@ def archive_recording(self, recording_id: int) -> str:
 
     outcome = archive.recording_archive(recording_id=recording_id)
     if not outcome.should_retry:
-        return outcome.code
+        return outcome.code, None
     if outcome.attempts > services.SYNC_MAX_RETRIES:
         archive.archive_give_up(
             recording_id=recording_id,
             error=f"{outcome.detail} (gave up after {outcome.attempts} attempts)",
         )
-        return archive.ArchiveCode.FAILED
-    if self.request.is_eager:
+        return archive.ArchiveCode.FAILED, None
+    if eager:
         # No broker to hold a delayed retry: `archive_recordings` or the admin picks it up.
-        return outcome.code
-    raise self.retry(countdown=services.sync_retry_delay(outcome.attempts))
+        return outcome.code, None
+    return outcome.code, services.sync_retry_delay(outcome.attempts)
+
+
+@shared_task(bind=True, acks_late=True, max_retries=None)
+def archive_recording(self, recording_id: int) -> str:
+    """Copy a recording's media from Twilio to its archive bucket (``recordings.archive``);
+    answers the outcome's code. Retried as :func:`_archive_once` says."""
+    code, countdown = _archive_once(recording_id, eager=self.request.is_eager)
+    if countdown is None:
+        return code
+    raise self.retry(countdown=countdown)
+
+
+@shared_task(bind=True, acks_late=True)
+def archive_recording_batch(self, recording_ids: list[int]) -> dict[str, int]:
+    """Archive several recordings from one message, one after the other; each one to be tried
+    again later gets its own delayed :func:`archive_recording`. Answers how many ended with
+    each outcome code."""
+    codes: dict[str, int] = {}
+    for recording_id in recording_ids:
+        code, countdown = _archive_once(recording_id, eager=self.request.is_eager)
+        if countdown is not None:
+            archive_recording.apply_async((recording_id,), countdown=countdown)
+        codes[code] = codes.get(code, 0) + 1
+    return codes
 
 
 def queue_recording_archive(recording_id: int) -> None:
     """Have a recording archived soon; a recording left at Twilio is found again by
     ``archive_recordings``."""
     _run_soon(archive_recording, recording_id, "archive")
+
+
+def queue_recording_archives(recording_ids: Sequence[int]) -> int:
+    """Have many recordings archived soon, ``ARCHIVE_BATCH_SIZE`` to a message (at once in
+    embedded mode); answers how many were queued. Never raises: those not queued (broker
+    down) stay at Twilio, where ``archive_recordings`` finds them again."""
+    ids = list(recording_ids)
+    batches = [
+        ids[start : start + ARCHIVE_BATCH_SIZE] for start in range(0, len(ids), ARCHIVE_BATCH_SIZE)
+    ]
+    if current_app.conf.task_always_eager:
+        for batch in batches:
+            archive_recording_batch.apply((batch,))
+        return len(ids)
+    queued = 0
+    try:
+        with current_app.producer_or_acquire() as producer:
+            for batch in batches:
+                archive_recording_batch.apply_async((batch,), producer=producer)
+                queued += len(batch)
+    except Exception as exc:  # kombu raises many kinds; any of them means "not queued"
+        logger.warning("archive of %s recordings not queued (%s)", len(ids) - queued, exc)
+    return queued
 
 
 @shared_task

@@ -4,6 +4,7 @@ the faults, the task, the sync's hook, the bulk command and the admin."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import threading
 from collections.abc import Iterator
@@ -138,14 +139,18 @@ def test_large_recording_goes_up_in_parts_verified_by_etag_without_reading_back(
 def test_etag_that_is_not_an_md5_is_checked_by_reading_the_object_back(
     s3, fake_twilio, policy, monkeypatch
 ):
-    """SSE-KMS buckets answer ETags that are not MD5s: the copy is then hashed from S3."""
+    """SSE-KMS buckets answer ETags that are not MD5s (to the upload and to a HEAD alike): the
+    copy is then hashed from S3."""
     recording = synced(fake_twilio)
-    real_stat = storage.object_stat
+    real_stat, real_write = storage.object_stat, storage.object_write_stream
     read_back: list[str] = []
 
     def kms_like_stat(**kwargs):
         found = real_stat(**kwargs)
         return storage.StoredObject(found.size, '"kms-etag"', found.content_type, found.metadata)
+
+    def kms_like_write(**kwargs):
+        return dataclasses.replace(real_write(**kwargs), etag='"kms-etag"')
 
     def sha(*, bucket: str, key: str, if_match: str = ""):
         read_back.append(key)
@@ -154,6 +159,7 @@ def test_etag_that_is_not_an_md5_is_checked_by_reading_the_object_back(
         return len(data), hashlib.sha256(data).hexdigest()
 
     monkeypatch.setattr(storage, "object_stat", kms_like_stat)
+    monkeypatch.setattr(storage, "object_write_stream", kms_like_write)
     monkeypatch.setattr(storage, "object_sha256", sha)
     assert archive.recording_archive(recording_id=recording.pk).code == "copied"
     recording.refresh_from_db()
@@ -356,6 +362,60 @@ def test_a_different_object_at_the_key_is_replaced_not_adopted(s3, fake_twilio, 
     assert stored_bytes(s3, key) == media
 
 
+def test_a_first_run_proves_the_copy_by_the_upload_answer_without_asking_s3_again(
+    s3, fake_twilio, policy, monkeypatch
+):
+    """Nobody uploaded for it before (the run marks it pending before its upload): no HEAD
+    before, none after; S3's ETag for the object it stored is the proof."""
+    media = wav(40_000)
+    recording = synced(fake_twilio, media=media)
+    asked: list[str] = []
+    real_stat = storage.object_stat
+
+    def counting_stat(**kwargs):
+        asked.append(kwargs["key"])
+        return real_stat(**kwargs)
+
+    monkeypatch.setattr(storage, "object_stat", counting_stat)
+    assert archive.recording_archive(recording_id=recording.pk).code == "copied"
+    assert asked == []
+    recording.refresh_from_db()
+    assert recording.media_etag == s3.head_object(Bucket=BUCKET, Key=recording.media_key)["ETag"]
+    md5 = hashlib.md5(media, usedforsecurity=False).hexdigest()
+    assert recording.media_etag == f'"{md5}"'
+
+
+def test_an_identical_object_put_there_by_hand_is_adopted_not_stored_again(s3, fake_twilio, policy):
+    media = wav(20_000)
+    recording = synced(fake_twilio, media=media)
+    key = archive.archive_key(recording=recording, prefix="archive")
+    s3.put_object(Bucket=BUCKET, Key=key, Body=media, Metadata={"put-by": "hand"})
+
+    outcome = archive.recording_archive(recording_id=recording.pk)
+
+    assert (outcome.code, outcome.uploaded) == ("copied", False)
+    assert s3.head_object(Bucket=BUCKET, Key=key)["Metadata"] == {"put-by": "hand"}
+    recording.refresh_from_db()
+    assert (recording.media_key, recording.media_sha256) == (key, hashlib.sha256(media).hexdigest())
+
+
+@pytest.mark.parametrize("size", [1000, storage.UPLOAD_PART_SIZE + 1000], ids=["put", "multipart"])
+def test_a_write_only_if_absent_never_replaces_an_object(s3, size):
+    key = f"only-if-absent/{size}.wav"
+    s3.put_object(Bucket=BUCKET, Key=key, Body=b"already here")
+    with pytest.raises(storage.StorageObjectExists):
+        storage.object_write_stream(
+            bucket=BUCKET, key=key, chunks=iter([wav(size)]), only_if_absent=True
+        )
+    assert stored_bytes(s3, key) == b"already here"
+    assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+    fresh = storage.object_write_stream(
+        bucket=BUCKET, key=f"{key}.new", chunks=iter([wav(size)]), only_if_absent=True
+    )
+    assert fresh.proven
+    assert fresh.etag == s3.head_object(Bucket=BUCKET, Key=f"{key}.new")["ETag"]
+
+
 def test_a_download_cut_short_leaves_nothing_stored(s3, fake_twilio, policy, monkeypatch):
     recording = synced(fake_twilio, media=wav(storage.UPLOAD_PART_SIZE + 1000))
     real = twilio_client.recording_media_fetch
@@ -535,6 +595,26 @@ def test_twilio_down_is_retried_with_the_sync_backoff_then_given_up(
     assert tasks.archive_recording.apply((recording.pk,)).get() == "copied"
 
 
+def test_a_batch_archives_each_recording_and_retries_only_the_one_twilio_cannot_serve(
+    s3, fake_twilio, policy, monkeypatch
+):
+    served, unavailable = synced(fake_twilio), synced(fake_twilio)
+    fake_twilio.fail(503, path_contains=f"{unavailable.sid}.wav")
+    retries: list[tuple[tuple, int]] = []
+    monkeypatch.setattr(
+        tasks.archive_recording,
+        "apply_async",
+        lambda args, countdown: retries.append((args, countdown)),
+    )
+    # Run as a worker would (not eagerly), so the transient failure gets a delayed retry.
+    codes = tasks.archive_recording_batch.run([served.pk, unavailable.pk])
+    assert codes == {"copied": 1, "retry": 1}
+    assert retries == [((unavailable.pk,), services.sync_retry_delay(1))]
+    served.refresh_from_db()
+    unavailable.refresh_from_db()
+    assert (served.archive_state, unavailable.archive_state) == ("archived", "pending")
+
+
 # --- queued by the sync -------------------------------------------------------------------------
 
 
@@ -675,7 +755,7 @@ def test_admin_edits_policies_audited_and_queues_archives(
 
     recording = synced(fake_twilio)
     queued: list[int] = []
-    monkeypatch.setattr(tasks, "queue_recording_archive", queued.append)
+    monkeypatch.setattr(tasks, "queue_recording_archives", lambda ids: queued.extend(ids))
     response = admin_client.post(
         reverse("admin:recordings_recording_changelist"),
         {"action": "archive_now", "_selected_action": [recording.pk]},

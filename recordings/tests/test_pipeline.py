@@ -140,3 +140,20 @@ def test_nothing_is_left_in_the_broker_after_the_pipeline(client, fake_twilio, w
     post_form(client, callback_params(sid))
     wait_for(lambda: Recording.objects.filter(sid=sid, sync_state=SyncState.SYNCED).exists())
     wait_for(lambda: redis.Redis.from_url(settings.REDIS_URL).llen("celery") == 0)
+
+
+def test_many_recordings_queued_at_once_are_archived_in_batches_by_a_real_worker(
+    s3, fake_twilio, worker
+):
+    from recordings.models import ArchivePolicy, MediaLocation
+
+    ArchivePolicy.objects.create(account_sid="", key_prefix="archive")
+    ids = []
+    for _ in range(tasks.ARCHIVE_BATCH_SIZE + 2):  # two messages, the second one short
+        sid = new_sid("RE")
+        fake_twilio.add_recording(sid, media=b"RIFF" + sid.encode() * 100, channels=1)
+        ids.append(services.recording_sync(sid=sid).pk)
+    assert tasks.queue_recording_archives(ids) == len(ids)
+    archived = Recording.objects.filter(pk__in=ids, media_location=MediaLocation.S3)
+    wait_for(lambda: archived.count() == len(ids))
+    wait_for(lambda: redis.Redis.from_url(settings.REDIS_URL).llen("celery") == 0)
