@@ -11,7 +11,7 @@ from django.db import DatabaseError, connection
 from audit.chain import GENESIS_HASH, chain_verify, row_hash_compute
 from audit.models import AccessLog
 from audit.services import CHAIN_LOCK_KEY, access_log_append
-from audit.tests.helpers import RECORDING_SID
+from audit.tests.helpers import AWKWARD_ROW
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -19,24 +19,14 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def test_rows_appended_in_autocommit_read_back_exactly_as_returned():
     assert not connection.in_atomic_block
     first = access_log_append(action="url_provider", outcome="allowed", identity="qa_1")
-    second = access_log_append(
-        action="media_fetch",
-        outcome="allowed",
-        identity="ünïcode ✓",
-        roles=("wfo.full_access", "supervisor"),
-        recording_sid=RECORDING_SID,
-        client_ip="2001:0DB8:0000::0001",
-        link_id="lnk_1",
-        bytes_served=2**40,
-        detail={"b": [1, "two", None, True], "a": {"nested": "x"}},
-    )
+    second = access_log_append(**AWKWARD_ROW)
     assert (first.sequence, second.sequence) == (1, 2)
     assert (first.prev_hash, second.prev_hash) == (GENESIS_HASH, first.row_hash)
     stored = AccessLog.objects.get(pk=second.pk)
     assert stored.sequence == second.sequence
     assert stored.client_ip == second.client_ip == "2001:db8::1"
     assert stored.roles == ["wfo.full_access", "supervisor"]
-    assert stored.detail == {"a": {"nested": "x"}, "b": [1, "two", None, True]}
+    assert stored.detail == AWKWARD_ROW["detail"]
     assert stored.occurred_at == second.occurred_at
     assert row_hash_compute(stored) == stored.row_hash == second.row_hash
     assert chain_verify().ok

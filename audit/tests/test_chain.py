@@ -20,7 +20,7 @@ from audit.decisions import Caller, Decision
 from audit.models import AccessLog, AccessLogDigest, AppendOnlyError
 from audit.services import access_log_append, access_log_record_decision, audit_digest_create
 from audit.tasks import sign_audit_head
-from audit.tests.helpers import RECORDING_SID, command_output, tamper
+from audit.tests.helpers import AWKWARD_ROW, RECORDING_SID, command_output, tamper
 
 pytestmark = pytest.mark.django_db
 postgresql_only = pytest.mark.skipif(
@@ -45,22 +45,7 @@ def test_rows_chain_from_genesis(append_rows):
 
 
 def test_hashes_survive_the_round_trip_through_the_database():
-    row = access_log_append(
-        action="media_fetch",
-        outcome="allowed",
-        identity="ünïcode ✓",
-        roles=("wfo.full_access", "supervisor"),
-        recording_sid=RECORDING_SID,
-        client_ip="2001:0DB8:0000::0001",
-        user_agent="Mozilla/5.0 (X11)",
-        link_id="lnk_1",
-        bytes_served=2**40,
-        detail={
-            "b": [1, "two", None, True],
-            "a": {"nested": "x"},
-            "origin": "https://flex.twilio.com",
-        },
-    )
+    row = access_log_append(**AWKWARD_ROW)
     stored = AccessLog.objects.get(pk=row.pk)
     assert stored.client_ip == "2001:db8::1"
     assert row_hash_compute(stored) == stored.row_hash == row.row_hash
