@@ -54,18 +54,23 @@ def policy(s3, fake_twilio) -> ArchivePolicy:
     return ArchivePolicy.objects.create(account_sid="", key_prefix="archive")
 
 
-@pytest.fixture
-def uploads(monkeypatch) -> list[str]:
-    """Keys uploaded through ``storage.object_write_stream``, in order."""
+def keys_passed_to(monkeypatch, name: str) -> list[str]:
+    """The keys ``storage.<name>`` is called with from now on, in order (the call still runs)."""
     seen: list[str] = []
-    real = storage.object_write_stream
+    real = getattr(storage, name)
 
     def counting(**kwargs):
         seen.append(kwargs["key"])
         return real(**kwargs)
 
-    monkeypatch.setattr(storage, "object_write_stream", counting)
+    monkeypatch.setattr(storage, name, counting)
     return seen
+
+
+@pytest.fixture
+def uploads(monkeypatch) -> list[str]:
+    """Keys uploaded through ``storage.object_write_stream``, in order."""
+    return keys_passed_to(monkeypatch, "object_write_stream")
 
 
 def stored_bytes(s3, key: str, bucket: str = BUCKET) -> bytes:
@@ -306,14 +311,7 @@ def test_a_crash_between_steps_loses_nothing_and_repeats_nothing_harmful(
     inject(monkeypatch, module, name)
     with pytest.raises(Crash):
         archive.recording_archive(recording_id=recording.pk)
-    writes: list[str] = []
-    real_write = storage.object_write_stream
-
-    def counting(**kwargs):
-        writes.append(kwargs["key"])
-        return real_write(**kwargs)
-
-    monkeypatch.setattr(storage, "object_write_stream", counting)
+    writes = keys_passed_to(monkeypatch, "object_write_stream")
     deletes_before = deletes(fake_twilio, recording.sid)
 
     outcome = archive.recording_archive(recording_id=recording.pk)
@@ -369,14 +367,7 @@ def test_a_first_run_proves_the_copy_by_the_upload_answer_without_asking_s3_agai
     before, none after; S3's ETag for the object it stored is the proof."""
     media = wav(40_000)
     recording = synced(fake_twilio, media=media)
-    asked: list[str] = []
-    real_stat = storage.object_stat
-
-    def counting_stat(**kwargs):
-        asked.append(kwargs["key"])
-        return real_stat(**kwargs)
-
-    monkeypatch.setattr(storage, "object_stat", counting_stat)
+    asked = keys_passed_to(monkeypatch, "object_stat")
     assert archive.recording_archive(recording_id=recording.pk).code == "copied"
     assert asked == []
     recording.refresh_from_db()
