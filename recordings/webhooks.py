@@ -7,19 +7,24 @@ never lost to a broker outage: it is in the database before the queue is touched
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 from typing import Any
+from urllib.parse import parse_qsl, urlparse
 
 from django.conf import settings
+from django.core.exceptions import TooManyFieldsSent
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from twilio.request_validator import (
     SIGNATURE_SETTINGS_HEADER,
     RequestValidator,
+    add_port,
     get_signature_algorithm,
+    remove_port,
 )
 
 from portal.sealing import SealingError, unseal
@@ -63,24 +68,88 @@ def signing_tokens(account_sid: str) -> list[str]:
     return tokens
 
 
-def signature_valid(request: HttpRequest, signed: Any, tokens: list[str]) -> bool:
-    """True when ``X-Twilio-Signature`` matches under one of ``tokens`` (twilio's own
-    RequestValidator, which compares in constant time)."""
-    signature = request.headers.get("X-Twilio-Signature", "")
+class FormFields(dict[str, list[str]]):
+    """A form body's fields, every value of every name in order, in the shape Twilio's
+    ``RequestValidator`` reads (``getall``, as for a Flask MultiDict)."""
+
+    def getall(self, name: str) -> list[str]:
+        """Every value sent under ``name``."""
+        return self[name]
+
+
+def form_fields(body: bytes, encoding: str) -> FormFields:
+    """Parse an ``application/x-www-form-urlencoded`` body as Django's ``request.POST`` would
+    (same decoding, blank values kept, ``DATA_UPLOAD_MAX_NUMBER_FIELDS`` enforced), without
+    building a QueryDict: a callback's form is read once, by the signature check and the view."""
+    try:
+        text = body.decode(encoding)
+    except UnicodeDecodeError:
+        text = body.decode("iso-8859-1")  # what Django falls back to for misbehaving clients
+    try:
+        pairs = parse_qsl(
+            text,
+            keep_blank_values=True,
+            encoding=encoding,
+            max_num_fields=settings.DATA_UPLOAD_MAX_NUMBER_FIELDS,
+        )
+    except ValueError as exc:
+        raise TooManyFieldsSent(
+            "The number of GET/POST parameters exceeded settings.DATA_UPLOAD_MAX_NUMBER_FIELDS."
+        ) from exc
+    fields = FormFields()
+    for name, value in pairs:
+        fields.setdefault(name, []).append(value)
+    return fields
+
+
+def _signed_urls(url: str) -> list[str]:
+    """The forms of ``url`` a Twilio signature may cover, the one we were given first: Twilio
+    signs with or without the default port, so its validator accepts either."""
+    parsed = urlparse(url)
+    return list(dict.fromkeys([url, remove_port(parsed), add_port(parsed)]))
+
+
+def signature_valid(
+    request: HttpRequest, signed: FormFields | str | None, tokens: list[str]
+) -> bool:
+    """True when ``X-Twilio-Signature`` matches under one of ``tokens``.
+
+    The signature is computed by Twilio's ``RequestValidator`` and compared in constant time,
+    as its ``validate`` does (URL with and without port; for a JSON body, the ``bodySHA256``
+    query parameter must be the body's hash and the form is empty); it stops at the first form
+    that matches instead of always computing both.
+    """
+    signature = request.headers.get("X-Twilio-Signature", "").encode()
     if not signature or not tokens:
         return False
     algorithm = get_signature_algorithm(request.headers.get(SIGNATURE_SETTINGS_HEADER))
-    url = public_url(request)
-    return any(
-        RequestValidator(token).validate(url, signed, signature, algorithm) for token in tokens
-    )
+    params: FormFields | dict[str, str] | None = signed
+    if isinstance(signed, str):
+        claimed = request.GET.getlist("bodySHA256")[:1] or [""]
+        if not hmac.compare_digest(
+            RequestValidator("").compute_hash(signed).encode(), claimed[0].encode()
+        ):
+            return False
+        params = {}
+    urls = _signed_urls(public_url(request))
+    for token in tokens:
+        validator = RequestValidator(token)
+        for url in urls:
+            try:
+                computed = validator.compute_signature(url, params, algorithm)
+            except ValueError:  # an algorithm this version of twilio does not know
+                logger.warning("callback signed with unsupported algorithm %r refused", algorithm)
+                return False
+            if hmac.compare_digest(computed.encode(), signature):
+                return True
+    return False
 
 
 def _error(status: int, code: str, detail: str) -> JsonResponse:
     return JsonResponse({"error": code, "detail": detail}, status=status)
 
 
-def _read_body(request: HttpRequest) -> tuple[dict[str, Any] | None, Any]:
+def _read_body(request: HttpRequest) -> tuple[dict[str, Any] | None, FormFields | str | None]:
     """The callback's parameters and what the signature covers (form fields, or the raw JSON
     body together with its ``bodySHA256`` query parameter)."""
     if request.content_type == "application/json":
@@ -94,8 +163,11 @@ def _read_body(request: HttpRequest) -> tuple[dict[str, Any] | None, Any]:
         if not isinstance(params, dict):
             return None, None
         return {k: v if isinstance(v, str) else json.dumps(v) for k, v in params.items()}, raw
-    form: QueryDict = request.POST
-    return {key: form.get(key, "") for key in form}, form
+    if request.content_type == "application/x-www-form-urlencoded":
+        form = form_fields(request.body, request.encoding or settings.DEFAULT_CHARSET)
+    else:  # what else Django parses (multipart): Twilio does not send it, but it is signed alike
+        form = FormFields(request.POST.lists())
+    return {key: values[-1] for key, values in form.items()}, form
 
 
 @csrf_exempt

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
+from urllib.parse import urlencode
 
 import pytest
 import redis
 from django.conf import settings
+from django.http import QueryDict
+from django.test import TestCase
 from twilio.request_validator import RequestValidator
 
 from portal.sealing import seal
@@ -21,6 +24,7 @@ from recordings.tests.callbacks import (
     post_json,
     sign,
 )
+from recordings.webhooks import form_fields
 
 pytestmark = pytest.mark.django_db
 
@@ -189,3 +193,101 @@ def test_each_status_of_a_recording_is_its_own_event(client):
 
 def test_get_is_not_allowed(client):
     assert client.get(WEBHOOK_PATH).status_code == 405
+
+
+def post_raw_form(client, body: bytes, signature: str, headers: dict[str, str] | None = None):
+    """POST an already encoded form body with the given signature."""
+    extra = {"HTTP_" + k.upper().replace("-", "_"): v for k, v in (headers or {}).items()}
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        return client.post(
+            WEBHOOK_PATH,
+            data=body,
+            content_type="application/x-www-form-urlencoded",
+            HTTP_X_TWILIO_SIGNATURE=signature,
+            **extra,
+        )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"a=1&b=2",
+        b"a=1&a=2&a=",
+        b"a&b=&=c",
+        b"name=%E2%82%AC+sign&plus=a%2Bb",
+        b"bad=%FF%FE&ok=1",  # percent-escapes that are not UTF-8
+        "raw=\u00e9t\u00e9".encode("latin-1"),  # a raw byte that is not UTF-8
+        b"a=1;b=2",
+        b"",
+    ],
+)
+def test_form_fields_parse_like_django_request_post(body):
+    assert dict(form_fields(body, "utf-8")) == dict(QueryDict(body).lists())
+
+
+def test_too_many_form_fields_are_refused_with_400(client, settings):
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 5
+    params = callback_params()
+    response = post_form(client, params)
+    assert response.status_code == 400
+    assert not RecordingEvent.objects.exists()
+
+
+def test_every_value_of_a_repeated_field_is_signed(client):
+    """Twilio signs each value of a repeated parameter; dropping one breaks the signature."""
+    params = callback_params()
+    body = urlencode(params) + "&Tag=first&Tag=second"
+    signature = sign("http://testserver" + WEBHOOK_PATH, QueryDict(body))
+    trimmed = urlencode(params) + "&Tag=second"
+    assert post_raw_form(client, trimmed.encode(), signature).status_code == 403
+    assert post_raw_form(client, body.encode(), signature).status_code == 204
+    assert RecordingEvent.objects.get().payload["Tag"] == "second"
+
+
+@pytest.mark.parametrize(
+    ("public", "signed"),
+    [
+        ("https://portal.example.com", "https://portal.example.com:443"),
+        ("https://portal.example.com:443", "https://portal.example.com"),
+        ("http://portal.example.com:8080", "http://portal.example.com:8080"),
+    ],
+)
+def test_signature_with_or_without_the_default_port_is_accepted(client, settings, public, signed):
+    settings.PUBLIC_BASE_URL = public
+    params = callback_params()
+    assert post_form(client, params, base=signed).status_code == 204
+
+
+def test_signature_for_another_port_is_refused(client, settings):
+    settings.PUBLIC_BASE_URL = "https://portal.example.com"
+    params = callback_params()
+    assert post_form(client, params, base="https://portal.example.com:8443").status_code == 403
+
+
+def test_hmac_sha256_signature_named_in_the_settings_header_is_accepted(client):
+    params = callback_params()
+    url = "http://testserver" + WEBHOOK_PATH
+    validator = RequestValidator(settings.TWILIO_AUTH_TOKEN)
+    sha256 = validator.compute_signature(url, params, "HMAC_SHA256")
+    header = {"X-Twilio-Webhooks-Signature-Settings": "algorithm=HMAC_SHA256"}
+    body = urlencode(params).encode()
+    assert (
+        post_raw_form(client, body, validator.compute_signature(url, params), header).status_code
+        == 403
+    )
+    assert post_raw_form(client, body, sha256, header).status_code == 204
+
+
+def test_unsupported_signature_algorithm_is_refused(client):
+    params = callback_params()
+    header = {"X-Twilio-Webhooks-Signature-Settings": "algorithm=HMAC_MD5"}
+    body = urlencode(params).encode()
+    signature = sign("http://testserver" + WEBHOOK_PATH, params)
+    assert post_raw_form(client, body, signature, header).status_code == 403
+    assert not RecordingEvent.objects.exists()
+
+
+def test_signature_header_with_non_ascii_characters_is_refused(client):
+    params = callback_params()
+    body = urlencode(params).encode()
+    assert post_raw_form(client, body, "s\u00efgnature").status_code == 403
