@@ -9,7 +9,7 @@ interpolated into the text, every value is a parameter.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.db import connection
@@ -33,3 +33,14 @@ def insert_statement(
 def insert_parameters(fields: tuple[Field, ...], values: Mapping[str, Any]) -> list[Any]:
     """The parameters of an ``insert_statement`` for ``values``, adapted by each field."""
     return [field.get_db_prep_save(values[field.name], connection) for field in fields]
+
+
+def fetch_one(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
+    """Run one statement (``%s`` placeholders) and return its first row, or None: through the
+    backend's direct path where it has one (``portal.postgresql``), a cursor elsewhere."""
+    direct = getattr(connection, "fetch_one", None)
+    if direct is not None:
+        return direct(sql, params)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()

@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from portal.logging import register_secret
 from portal.sealing import seal
-from portal.sql import insert_parameters, insert_statement
+from portal.sql import fetch_one, insert_parameters, insert_statement
 from recordings import storage, twilio_client
 from recordings.models import (
     STATUS_RANK,
@@ -90,8 +90,8 @@ def event_record(
 
     Twilio's retries and replays of the same callback (same recording and status) land on the
     existing row, counted in ``deliveries``, so they cause no second sync. One statement
-    (``INSERT … ON CONFLICT … RETURNING``) in autocommit: the row is durable before Twilio gets
-    its answer, at the cost of a single database round trip.
+    (``INSERT … ON CONFLICT … RETURNING``, a prepared statement on PostgreSQL) in autocommit:
+    the row is durable before Twilio gets its answer, at the cost of a single round trip.
     """
     now = timezone.now()
     values: dict[str, Any] = {
@@ -117,9 +117,7 @@ def event_record(
         f"DO UPDATE SET {quote('deliveries')} = {table}.{quote('deliveries')} + 1 "
         f"RETURNING {quote('id')}, {quote('deliveries')}",
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, insert_parameters(columns, values))
-        event_id, deliveries = cursor.fetchone()
+    event_id, deliveries = fetch_one(sql, insert_parameters(columns, values))
     return event_id, deliveries == 1
 
 
