@@ -142,7 +142,11 @@ def libpq_statement(sql: str) -> tuple[bytes, bytes]:
 
 
 def _checked(raw: psycopg.Connection, result: pq.abc.PGresult) -> pq.abc.PGresult:
-    """``result``, or the psycopg error it reports (which Django's wrapper translates)."""
-    if result.status not in _SUCCESS:
-        raise psycopg.errors.error_from_result(result, encoding=raw.info.encoding)
-    return result
+    """``result``, or the psycopg error it reports (which Django's wrapper translates); a lost
+    connection is an OperationalError, as psycopg's own calls report it."""
+    if result.status in _SUCCESS:
+        return result
+    if raw.pgconn.status == pq.ConnStatus.BAD:
+        message = (result.error_message or raw.pgconn.error_message).decode(errors="replace")
+        raise psycopg.OperationalError(f"the connection was lost: {message.strip()}")
+    raise psycopg.errors.error_from_result(result, encoding=raw.info.encoding)

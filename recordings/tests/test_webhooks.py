@@ -291,3 +291,30 @@ def test_signature_header_with_non_ascii_characters_is_refused(client):
     params = callback_params()
     body = urlencode(params).encode()
     assert post_raw_form(client, body, "s\u00efgnature").status_code == 403
+
+
+@pytest.mark.django_db(transaction=True)
+def test_callbacks_are_stored_across_a_database_restart(client):
+    """A server restart between callbacks: the dead connection is replaced before the event
+    row is written, and nothing is lost (this path writes through libpq's prepared statements,
+    which the new session prepares again)."""
+    import time
+
+    import psycopg
+    from django.db import connection
+
+    from portal.postgresql.base import socket_quiet
+
+    first, second = callback_params(), callback_params()
+    assert post_form(client, first).status_code == 204
+    pid = connection.connection.info.backend_pid
+    with psycopg.connect(**connection.get_connection_params(), autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+    deadline = time.monotonic() + 5
+    while socket_quiet(connection.connection) and time.monotonic() < deadline:
+        time.sleep(0.01)  # the server's goodbye is on its way
+    connection.close_if_unusable_or_obsolete()  # request start (the test client skips it)
+    assert post_form(client, second).status_code == 204
+    assert connection.connection.info.backend_pid != pid
+    stored = set(RecordingEvent.objects.values_list("recording_sid", flat=True))
+    assert stored == {first["RecordingSid"], second["RecordingSid"]}
