@@ -74,7 +74,7 @@ def main() -> None:
     """Run the benchmark and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="length of each run")
-    parser.add_argument("--runs", type=int, default=3, help="runs of each kind (median shown)")
+    parser.add_argument("--runs", type=int, default=5, help="runs of each kind (median shown)")
     parser.add_argument("--concurrency", type=int, default=8, help="client processes")
     args = parser.parse_args()
 

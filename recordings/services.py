@@ -7,6 +7,7 @@ late, and the recording ends in the same state (see ``STATUS_RANK``).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -18,7 +19,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import F, Field
 from django.utils import timezone
 
 from portal.logging import register_secret
@@ -83,6 +84,21 @@ def callback_validate(params: Mapping[str, Any]) -> CallbackFields:
     return CallbackFields(recording_sid, account_sid, status)
 
 
+@functools.cache
+def _event_upsert(names: tuple[str, ...], vendor: str) -> tuple[str, tuple[Field, ...]]:
+    """The event row's ``INSERT … ON CONFLICT … RETURNING`` for columns ``names``, built once."""
+    quote = connection.ops.quote_name
+    table = quote(RecordingEvent._meta.db_table)
+    return insert_statement(
+        RecordingEvent,
+        names,
+        vendor,
+        f"ON CONFLICT ({quote('recording_sid')}, {quote('recording_status')}) "
+        f"DO UPDATE SET {quote('deliveries')} = {table}.{quote('deliveries')} + 1 "
+        f"RETURNING {quote('id')}, {quote('deliveries')}",
+    )
+
+
 def event_record(
     *, fields: CallbackFields, params: Mapping[str, Any], idempotency_token: str = ""
 ) -> tuple[int, bool]:
@@ -107,16 +123,7 @@ def event_record(
         "next_attempt_at": now,
         "last_error": "",
     }
-    quote = connection.ops.quote_name
-    table = quote(RecordingEvent._meta.db_table)
-    sql, columns = insert_statement(
-        RecordingEvent,
-        tuple(values),
-        connection.vendor,
-        f"ON CONFLICT ({quote('recording_sid')}, {quote('recording_status')}) "
-        f"DO UPDATE SET {quote('deliveries')} = {table}.{quote('deliveries')} + 1 "
-        f"RETURNING {quote('id')}, {quote('deliveries')}",
-    )
+    sql, columns = _event_upsert(tuple(values), connection.vendor)
     event_id, deliveries = fetch_one(sql, insert_parameters(columns, values))
     return event_id, deliveries == 1
 

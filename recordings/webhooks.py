@@ -7,6 +7,7 @@ never lost to a broker outage: it is in the database before the queue is touched
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import logging
@@ -102,11 +103,13 @@ def form_fields(body: bytes, encoding: str) -> FormFields:
     return fields
 
 
-def _signed_urls(url: str) -> list[str]:
+@functools.lru_cache(maxsize=64)
+def _signed_urls(url: str) -> tuple[str, ...]:
     """The forms of ``url`` a Twilio signature may cover, the one we were given first: Twilio
-    signs with or without the default port, so its validator accepts either."""
+    signs with or without the default port, so its validator accepts either. Cached: every
+    callback comes to the same few URLs."""
     parsed = urlparse(url)
-    return list(dict.fromkeys([url, remove_port(parsed), add_port(parsed)]))
+    return tuple(dict.fromkeys([url, remove_port(parsed), add_port(parsed)]))
 
 
 def signature_valid(
