@@ -129,9 +129,8 @@ def signature_valid(
     params: FormFields | dict[str, str] | None = signed
     if isinstance(signed, str):
         claimed = request.GET.getlist("bodySHA256")[:1] or [""]
-        if not hmac.compare_digest(
-            RequestValidator("").compute_hash(signed).encode(), claimed[0].encode()
-        ):
+        body_hash = RequestValidator("").compute_hash(signed)  # needs no token: SHA-256 hex
+        if not hmac.compare_digest(body_hash.encode(), claimed[0].encode()):
             return False
         params = {}
     urls = _signed_urls(public_url(request))
