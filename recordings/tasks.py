@@ -53,7 +53,7 @@ class EventRelay:
     in memory when the process dies are not lost: their events are ``pending`` rows, which the
     periodic dispatcher queues. One second is short beside the sync itself (a Twilio REST call)
     and lets a busy worker process (a hundred callbacks a second) send one message for a hundred
-    of them: 0.03 ms per callback instead of the 0.13 ms a quarter of a second cost.
+    of them: 0.02 ms per callback measured, against 0.13 ms at a quarter of a second.
     """
 
     def __init__(self, *, window: float = 1.0) -> None:

@@ -3,13 +3,10 @@ request uses it, and a healthy one is reused without a ``SELECT 1`` round trip."
 
 from __future__ import annotations
 
-import time
-
-import psycopg
 import pytest
 from django.db import connection
 
-from portal.postgresql.base import socket_quiet
+from portal.tests.database import server_ends_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -23,12 +20,6 @@ def backend_pid() -> int:
 def start_request() -> None:
     """What Django does when a request starts: forget the last health check."""
     connection.close_if_unusable_or_obsolete()
-
-
-def terminate(pid: int) -> None:
-    params = connection.get_connection_params()
-    with psycopg.connect(**params, autocommit=True) as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
 
 
 def test_the_portal_uses_its_own_postgresql_backend():
@@ -49,10 +40,7 @@ def test_a_healthy_connection_is_reused_without_a_ping(monkeypatch):
 
 
 def test_a_connection_the_server_closed_is_replaced_before_use():
-    pid = backend_pid()
-    terminate(pid)
-    deadline = time.monotonic() + 5
-    while socket_quiet(connection.connection) and time.monotonic() < deadline:
-        time.sleep(0.01)  # the server's goodbye is on its way
+    backend_pid()
+    pid = server_ends_session()
     start_request()
     assert backend_pid() != pid  # no OperationalError: the dead connection never reached a query

@@ -7,11 +7,12 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from psycopg.types.json import Jsonb
 
 from portal.postgresql.base import libpq_statement
 from portal.sql import fetch_one
+from portal.tests.database import server_ends_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -169,13 +170,8 @@ def test_only_plain_placeholders_are_taken():
 
 
 def test_a_connection_lost_mid_request_is_djangos_operational_error_then_replaced(probe_table):
-    import psycopg
-    from django.db import OperationalError
-
     fetch_one(INSERT, ["before", None, None, None, 1])
-    pid = connection.connection.info.backend_pid
-    with psycopg.connect(**connection.get_connection_params(), autocommit=True) as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+    pid = server_ends_session()
     connection.health_check_done = True  # the request's check already ran: lost after it
     with pytest.raises(OperationalError):
         fetch_one(INSERT, ["lost", None, None, None, 2])

@@ -9,11 +9,13 @@ from urllib.parse import urlencode
 import pytest
 import redis
 from django.conf import settings
+from django.db import connection
 from django.http import QueryDict
 from django.test import TestCase
 from twilio.request_validator import RequestValidator
 
 from portal.sealing import seal
+from portal.tests.database import server_ends_session
 from recordings.models import EventState, Recording, RecordingEvent, TwilioSubaccount
 from recordings.tasks import event_relay
 from recordings.tests.callbacks import (
@@ -298,21 +300,9 @@ def test_callbacks_are_stored_across_a_database_restart(client):
     """A server restart between callbacks: the dead connection is replaced before the event
     row is written, and nothing is lost (this path writes through libpq's prepared statements,
     which the new session prepares again)."""
-    import time
-
-    import psycopg
-    from django.db import connection
-
-    from portal.postgresql.base import socket_quiet
-
     first, second = callback_params(), callback_params()
     assert post_form(client, first).status_code == 204
-    pid = connection.connection.info.backend_pid
-    with psycopg.connect(**connection.get_connection_params(), autocommit=True) as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
-    deadline = time.monotonic() + 5
-    while socket_quiet(connection.connection) and time.monotonic() < deadline:
-        time.sleep(0.01)  # the server's goodbye is on its way
+    pid = server_ends_session()
     connection.close_if_unusable_or_obsolete()  # request start (the test client skips it)
     assert post_form(client, second).status_code == 204
     assert connection.connection.info.backend_pid != pid
