@@ -53,7 +53,7 @@ PLAIN_SID = "RE" + "e0" * 16
 def write_recordings(folder: Path, public_key) -> tuple[str, dict[str, str]]:
     """Write ``plain.wav`` and ``encrypted.wav`` (ciphertext || tag) under ``folder``, a piece
     at a time; returns the plaintext's SHA-256 and the encryption details."""
-    from recordings.testing import encrypt_voice_like_twilio
+    from faketwilio.recording_formats import encrypt_voice_like_twilio
 
     cek, iv = os.urandom(32), os.urandom(12)
     _, details = encrypt_voice_like_twilio(b"", public_key, KEY_SID, cek=cek, iv=iv)
@@ -87,7 +87,7 @@ def seed(env: dict[str, str], media_root: Path, port: int) -> tuple[str, str, st
         RecordingStatus,
         SyncState,
     )
-    from recordings.testing import make_rsa_key
+    from faketwilio.recording_formats import make_rsa_key
 
     key = make_rsa_key(2048)
     PrivateKey.objects.filter(public_key_sid=KEY_SID).delete()

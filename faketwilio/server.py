@@ -48,7 +48,7 @@ from typing import Any, TextIO
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 # The one WAV generator of the project (plain Python, no Django), shared with the fixtures.
-from recordings.testing import make_wav
+from faketwilio.recording_formats import make_wav
 
 __all__ = [
     "FakeTwilio",

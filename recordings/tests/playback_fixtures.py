@@ -13,7 +13,7 @@ from django.utils import timezone
 from audit.models import AccessRule
 from recordings import storage
 from recordings.models import MediaLocation, Recording, RecordingStatus, SyncState
-from recordings.testing import make_wav
+from faketwilio.recording_formats import make_wav
 from recordings.tests.callbacks import new_sid
 
 URL_PROVIDER = "/api/v1/url-provider"

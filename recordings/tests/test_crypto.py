@@ -51,7 +51,7 @@ from recordings.crypto import (
     voice_decrypt_stream,
     voice_plaintext_length,
 )
-from recordings.testing import (
+from faketwilio.recording_formats import (
     TEST_PUBLIC_KEY_SID,
     MemoryRangeReader,
     encrypt_video_like_twilio,

@@ -45,7 +45,7 @@ from recordings.media import (
     media_open,
 )
 from recordings.models import IntegrityState, MediaLocation, PrivateKey, Recording, RecordingStatus
-from recordings.testing import (
+from faketwilio.recording_formats import (
     encrypt_video_like_twilio,
     encrypt_voice_like_twilio,
     make_rsa_key,

@@ -24,7 +24,7 @@ from audit.models import AccessLog
 from portal.sealing import current_master_key_id, master_key_id, seal, unseal
 from recordings import keys
 from recordings.models import PrivateKey, Recording, TwilioSubaccount
-from recordings.testing import make_rsa_key
+from faketwilio.recording_formats import make_rsa_key
 from recordings.tests.callbacks import new_sid
 
 pytestmark = pytest.mark.django_db

@@ -15,7 +15,7 @@ from django.utils import timezone
 from audit.rules_file import rules_load
 from recordings import storage
 from recordings.models import MediaLocation, Recording, RecordingStatus, SyncState
-from recordings.testing import make_wav
+from faketwilio.recording_formats import make_wav
 
 DEMO_ACCOUNT_SID = "AC" + "d" * 32
 DEMO_USERNAME = "demo"
