@@ -28,12 +28,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
-from typing import TYPE_CHECKING
 
 from audit.models import AccessRule, RuleEffect
-
-if TYPE_CHECKING:
-    from recordings.models import Recording
 
 
 class ReasonCode:
@@ -60,7 +56,9 @@ class Caller:
 
 @dataclass(frozen=True, slots=True)
 class RecordingFacts:
-    """The facts about a recording that rules may look at.
+    """The facts about a recording that rules may look at. The caller takes them from its own
+    records (``recordings.models.Recording.access_facts``): the audit core decides on facts and
+    imports nothing of ``recordings``.
 
     ``start_time`` is when the recording started; ``date_created`` is Twilio's creation time, used
     for the age when ``start_time`` is unknown.
@@ -72,18 +70,6 @@ class RecordingFacts:
     call_sid: str = ""
     start_time: datetime | None = None
     date_created: datetime | None = None
-
-    @classmethod
-    def from_recording(cls, recording: Recording) -> RecordingFacts:
-        """Take the facts from a ``recordings.Recording`` row."""
-        return cls(
-            sid=recording.sid,
-            account_sid=recording.account_sid,
-            source=recording.source or "",
-            call_sid=recording.call_sid or "",
-            start_time=recording.start_time,
-            date_created=recording.date_created,
-        )
 
     @property
     def reference_time(self) -> datetime | None:

@@ -7,8 +7,8 @@ Both run under the chain lock, so concurrent requests, in any number of processe
 unbroken chain: on PostgreSQL a transaction-scoped advisory lock; on SQLite (embedded mode) the
 database's single write lock, taken up front, plus a process-wide lock for threads that share an
 in-memory database. Called inside an outer transaction, the lock is held until that transaction
-ends, so keep such transactions short. Outside one (url_provider, the media endpoint), PostgreSQL
-appends go in two pipelined round trips, so the lock is held for one round trip and the commit.
+ends, so keep such transactions short. Outside one (url_provider, the media endpoint), the row
+is committed before the function returns.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-import psycopg
 from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.ipv6 import clean_ipv6_address
@@ -45,7 +44,6 @@ from audit.models import (
     AccessRule,
     ChainCheck,
 )
-from portal.sql import insert_parameters, insert_statement
 
 # Key of the PostgreSQL advisory lock that serializes appends: "auditlog" as a bigint.
 CHAIN_LOCK_KEY = int.from_bytes(b"auditlog", "big")
@@ -71,10 +69,6 @@ _TEXT_FIELDS = (
 )
 _process_lock = threading.RLock()
 # Every column an appended row fills (all but the primary key).
-_APPENDED_COLUMNS = tuple(
-    field.name for field in AccessLog._meta.concrete_fields if not field.primary_key
-)
-
 
 @contextmanager
 def _chain_lock() -> Iterator[None]:
@@ -217,8 +211,6 @@ def access_log_append(
             "detail": detail,
         }
     )
-    if connection.vendor == "postgresql" and not connection.in_atomic_block:
-        return _append_pipelined(fields)
     with _chain_lock():
         head = AccessLog.objects.order_by("-sequence").values_list("sequence", "row_hash").first()
         row = _chained_row(fields, head)
@@ -232,36 +224,6 @@ def _chained_row(fields: dict[str, Any], head: tuple[int, str] | None) -> Access
     sequence, prev_hash = (head[0] + 1, head[1]) if head else (1, GENESIS_HASH)
     fields.update(occurred_at=timezone.now(), sequence=sequence, prev_hash=prev_hash)
     return AccessLog(**fields, row_hash=row_hash_compute(fields))
-
-
-def _append_pipelined(fields: dict[str, Any]) -> AccessLog:
-    """``access_log_append`` on PostgreSQL in autocommit mode, in two round trips instead of
-    five: BEGIN, the chain lock and the head read go in one pipeline, the INSERT and COMMIT in
-    another, so the lock that every request waits for is held for one round trip and the
-    commit. The head is read by its own statement after the lock is granted (a fresh snapshot
-    under READ COMMITTED), exactly as on the ORM path."""
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
-    raw = connection.connection
-    quote = connection.ops.quote_name
-    table = quote(AccessLog._meta.db_table)
-    with connection.wrap_database_errors, raw.pipeline(), raw.transaction():
-        cursor = psycopg.Cursor(raw)
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CHAIN_LOCK_KEY])
-        cursor.execute(
-            f"SELECT {quote('sequence')}, {quote('row_hash')} FROM {table} "  # noqa: S608
-            f"ORDER BY {quote('sequence')} DESC LIMIT 1"
-        )
-        row = _chained_row(fields, cursor.fetchone())
-        values = {name: getattr(row, name) for name in _APPENDED_COLUMNS}
-        sql, columns = insert_statement(
-            AccessLog, _APPENDED_COLUMNS, connection.vendor, f"RETURNING {quote('id')}"
-        )
-        cursor.execute(sql, insert_parameters(columns, values))
-    row.pk = cursor.fetchone()[0]
-    row._state.adding = False
-    row._state.db = connection.alias
-    return row
 
 
 def access_log_record_decision(

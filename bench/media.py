@@ -78,7 +78,9 @@ def seed(env: dict[str, str], media_root: Path, port: int) -> tuple[str, str, st
     import django
 
     django.setup()
-    from recordings import keys, links, storage
+    from faketwilio.recording_formats import make_rsa_key
+    from recordings.custody import keys
+    from recordings.integrations import storage
     from recordings.models import (
         IntegrityState,
         MediaLocation,
@@ -87,7 +89,7 @@ def seed(env: dict[str, str], media_root: Path, port: int) -> tuple[str, str, st
         RecordingStatus,
         SyncState,
     )
-    from faketwilio.recording_formats import make_rsa_key
+    from recordings.playback import links
 
     key = make_rsa_key(2048)
     PrivateKey.objects.filter(public_key_sid=KEY_SID).delete()

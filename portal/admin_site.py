@@ -5,13 +5,16 @@ production (``DJANGO_DEBUG=0``) ``ADMIN_REQUIRE_OTP`` is always on: staff log in
 and a TOTP code (django-otp), and a session that was not verified by a device is treated as not
 staff at all. Embedded mode (the demo) stays password-only unless ``ADMIN_REQUIRE_OTP=1``.
 
-The site also carries the pages that belong to no single model: the Twilio storage settings,
-credentials and the IAM policy generator (``recordings.admin_storage``), and an index that links
-the compliance tools (dashboard, chain verification, rule tester, rules import/export).
+The site also carries pages that belong to no single model, which apps add with
+:meth:`ComplianceAdminSite.register_urls` (the Twilio storage settings, credentials and IAM
+policy generator of ``recordings.admin.twilio_settings``), and an index that links the
+compliance tools (dashboard, chain verification, rule tester, rules import/export). The site
+itself imports no app, so the arrows point from the apps to the kernel.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -80,8 +83,19 @@ class ComplianceAdminSite(AdminSite):
         context["admin_otp_required"] = admin_otp_required()
         return context
 
-    def get_urls(self) -> list[URLResolver | URLPattern]:
-        """Django's admin URLs, plus the Twilio storage pages."""
-        from recordings.admin_storage import storage_urls
+    def __init__(self, name: str = "admin") -> None:
+        super().__init__(name)
+        self._extra_urls: list[Callable[[AdminSite], list[URLPattern]]] = []
 
-        return storage_urls(self) + super().get_urls()
+    def register_urls(self, urls: Callable[[AdminSite], list[URLPattern]]) -> None:
+        """Add pages that belong to no model: ``urls(site)`` answers their URL patterns, each
+        wrapped by the caller in ``site.admin_view``. Called from an app's ``admin`` module,
+        which Django imports before the URLs are first resolved."""
+        self._extra_urls.append(urls)
+
+    def get_urls(self) -> list[URLResolver | URLPattern]:
+        """Django's admin URLs, plus the pages added by :meth:`register_urls`."""
+        extra: list[URLResolver | URLPattern] = [
+            pattern for urls in self._extra_urls for pattern in urls(self)
+        ]
+        return extra + super().get_urls()

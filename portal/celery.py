@@ -7,6 +7,7 @@ from typing import Any
 
 from celery import Celery
 from celery.signals import task_postrun, task_prerun
+from django.db import close_old_connections
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
@@ -31,6 +32,4 @@ def _close_old_connections(sender: Any = None, **kwargs: Any) -> None:
     request = getattr(sender, "request", None)
     if getattr(request, "is_eager", False):
         return
-    from django.db import close_old_connections
-
     close_old_connections()

@@ -51,6 +51,16 @@ def client_ip(request: HttpRequest) -> str | None:
     return peer
 
 
+def request_audit_fields(request: HttpRequest) -> dict[str, Any]:
+    """The request fields every access-log row carries: client address, user agent (cut to the
+    column's size), request id."""
+    return {
+        "client_ip": client_ip(request),
+        "user_agent": request.headers.get("User-Agent", "")[:512],
+        "request_id": getattr(request, "request_id", ""),
+    }
+
+
 def allowed_origin(request: HttpRequest) -> str | None:
     """The request's ``Origin`` when it is one of ``FLEX_ALLOWED_ORIGINS``, else None."""
     origin = request.headers.get("Origin", "")

@@ -15,6 +15,8 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from django.conf import settings
+
 REDACTED = "[REDACTED]"
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
@@ -82,8 +84,6 @@ class RedactingFilter(logging.Filter):
 
     def __init__(self, name: str = "") -> None:
         super().__init__(name)
-        from django.conf import settings
-
         for value in (
             settings.TWILIO_AUTH_TOKEN,
             settings.SECRET_KEY,

@@ -102,24 +102,23 @@ DATABASES = {
 }
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # The same backend, with a health check that needs no round trip (portal/postgresql).
-    DATABASES["default"]["ENGINE"] = "portal.postgresql"
-    if env.bool("DATABASE_PREPARED_STATEMENTS", default=True):
-        # Server-side binding lets psycopg prepare a statement the second time it runs, so
-        # PostgreSQL stops parsing and planning the hot paths' queries on every request (a
-        # third of its CPU per callback). Turn off behind a pooler that cannot keep prepared
-        # statements (PgBouncer before 1.21, or without max_prepared_statements).
-        DATABASES["default"].setdefault("OPTIONS", {}).update(
-            server_side_binding=True, prepare_threshold=2
-        )
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.bool(
+    "DATABASE_PREPARED_STATEMENTS", default=True
+):
+    # Server-side binding (Django's documented OPTIONS) lets psycopg prepare a statement the
+    # second time it runs, so PostgreSQL stops parsing and planning the hot paths' queries on
+    # every request. Turn off behind a pooler that cannot keep prepared statements (PgBouncer
+    # before 1.21, or without max_prepared_statements).
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        server_side_binding=True, prepare_threshold=2
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "portal.cache.RedisCache",
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "portal",
         }

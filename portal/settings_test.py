@@ -45,7 +45,4 @@ finally:
 # Tests publish to the real Redis broker; the ones that need a task's effect run it through a
 # real Celery worker or call the service directly.
 CELERY_TASK_ALWAYS_EAGER = False
-# Django empties tables with TRUNCATE between transactional tests; the audit tables refuse it
-# everywhere else (see audit/apps.py).
-AUDIT_ALLOW_TRUNCATE_IN_TESTS = True
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast test users only

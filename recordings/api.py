@@ -1,6 +1,7 @@
 """``GET /api/v1/url-provider``: the Flex Insights Player's endpoint (see CONTRACT.md).
 
-Thin: reads the request, calls ``recordings.playback.url_provide``, writes the answer.
+Thin: reads the request, calls ``recordings.playback.player_requests.url_provide``, writes the
+answer.
 """
 
 from __future__ import annotations
@@ -18,21 +19,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from portal.http import client_ip, flex_cors
-from recordings import playback
+from portal.http import flex_cors, request_audit_fields
+from recordings.playback import player_requests
 
 _ERROR = inline_serializer(
     "Error", fields={"error": serializers.CharField(), "detail": serializers.CharField()}
 )
-
-
-def request_context(request) -> playback.RequestContext:
-    """The request facts every access-log row keeps."""
-    return playback.RequestContext(
-        client_ip=client_ip(request),
-        user_agent=request.headers.get("User-Agent", "")[:512],
-        request_id=getattr(request, "request_id", ""),
-    )
 
 
 def public_base_url(request) -> str:
@@ -71,12 +63,12 @@ class UrlProviderView(APIView):
     )
     def get(self, request: Request) -> Response:
         """Answer one player request (always JSON, never cached)."""
-        answer = playback.url_provide(
+        answer = player_requests.url_provide(
             authorization=request.headers.get("Authorization"),
             recording_sid=request.query_params.get("recording_sid")
             or request.query_params.get("recording"),
             base_url=public_base_url(request),
-            context=request_context(request),
+            context=player_requests.RequestContext(**request_audit_fields(request)),
         )
         return Response(answer.body, status=answer.status, headers={"Cache-Control": "no-store"})
 

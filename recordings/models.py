@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import uuid
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
+
+from audit.decisions import RecordingFacts
 
 
 class RecordingStatus(models.TextChoices):
@@ -161,6 +164,17 @@ class Recording(models.Model):
         """True when Twilio encrypted the media with one of the customer's public keys."""
         return bool(self.encryption_type)
 
+    def access_facts(self) -> RecordingFacts:
+        """What access rules may look at about this recording (``audit.decisions``)."""
+        return RecordingFacts(
+            sid=self.sid,
+            account_sid=self.account_sid,
+            source=self.source or "",
+            call_sid=self.call_sid or "",
+            start_time=self.start_time,
+            date_created=self.date_created,
+        )
+
 
 class EventState(models.TextChoices):
     """Where the processing of one stored callback stands."""
@@ -295,8 +309,8 @@ class MediaLink(models.Model):
 
 
 class ArchivePolicy(models.Model):
-    """Whether, and where, recordings whose media Twilio holds are copied to the customer's
-    bucket (``recordings.archive``), per account; the row with a blank account SID applies to
+    """Whether, and where, recordings whose media Twilio holds are copied to the customer's bucket
+    (``recordings.lifecycle.archive``), per account; the row with a blank account SID applies to
     every account without its own row."""
 
     account_sid = models.CharField(
@@ -394,8 +408,6 @@ class LegalHold(models.Model):
 
     def clean(self) -> None:
         """A hold must name what it holds: SID lists of strings, and/or a sensible date range."""
-        from django.core.exceptions import ValidationError
-
         errors: dict[str, str] = {}
         for name in ("recording_sids", "call_sids"):
             value = getattr(self, name)

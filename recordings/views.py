@@ -1,7 +1,7 @@
 """The portal's media endpoint: what a ``media_url`` issued by url_provider points to.
 
-Serves the (decrypted) recording whole or by ``Range`` (206), for the player's ``<audio>``
-element on another origin. Thin: ``recordings.playback.media_serve`` decides and audits.
+Serves the (decrypted) recording whole or by ``Range`` (206), for the player's ``<audio>`` element
+on another origin. Thin: ``recordings.playback.player_requests.media_serve`` decides and audits.
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, Stream
 from django.shortcuts import render
 from django.views.decorators.http import require_http_methods
 
-from portal.http import flex_cors
-from recordings import links, playback
-from recordings.api import request_context
+from portal.http import flex_cors, request_audit_fields
 from recordings.models import MediaLink
+from recordings.playback import links, player_requests
 
 
 def _counted(chunks: Iterator[bytes], link: MediaLink) -> Iterator[bytes]:
@@ -36,11 +35,11 @@ def _counted(chunks: Iterator[bytes], link: MediaLink) -> Iterator[bytes]:
 @require_http_methods(["GET", "HEAD"])
 def media_stream(request: HttpRequest, link_id: uuid.UUID) -> HttpResponse:
     """Stream a recording for a valid link: 200 whole, 206 a range, 403 a bad link."""
-    answer = playback.media_serve(
+    answer = player_requests.media_serve(
         link_id=link_id,
         token=request.GET.get("token", ""),
         range_header=request.headers.get("Range"),
-        context=request_context(request),
+        context=player_requests.RequestContext(**request_audit_fields(request)),
     )
     if answer.body is None:
         response: HttpResponse = JsonResponse(answer.error or {}, status=answer.status)

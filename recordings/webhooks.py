@@ -7,169 +7,23 @@ never lost to a broker outage: it is in the database before the queue is touched
 
 from __future__ import annotations
 
-import functools
-import hmac
-import json
 import logging
-from typing import Any
-from urllib.parse import parse_qsl, urlparse
 
 from django.conf import settings
-from django.core.exceptions import TooManyFieldsSent
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
-from twilio.request_validator import (
-    SIGNATURE_SETTINGS_HEADER,
-    RequestValidator,
-    add_port,
-    get_signature_algorithm,
-    remove_port,
-)
 
-from portal.sealing import SealingError, unseal
-from recordings import services
-from recordings.models import TwilioSubaccount
-from recordings.tasks import queue_event_sync
+from portal.sids import ACCOUNT_SID
+from recordings import jobs
+from recordings.ingest import events
+from recordings.ingest.signatures import callback_params, signature_valid, signing_tokens
 
 logger = logging.getLogger(__name__)
 
 
-def public_url(request: HttpRequest) -> str:
-    """The URL Twilio called, as Twilio saw it: behind a proxy, ``PUBLIC_BASE_URL`` gives the
-    public scheme and host, since the signature covers them."""
-    if settings.PUBLIC_BASE_URL:
-        return settings.PUBLIC_BASE_URL + request.get_full_path()
-    return request.build_absolute_uri()
-
-
-def signing_tokens(account_sid: str) -> list[str]:
-    """Auth tokens that may sign callbacks for ``account_sid``; empty when the account is
-    neither the configured one nor one of its known subaccounts."""
-    main = settings.TWILIO_AUTH_TOKEN
-    if not main or not settings.TWILIO_ACCOUNT_SID:
-        return []
-    if account_sid == settings.TWILIO_ACCOUNT_SID:
-        return [main]
-    subaccount = TwilioSubaccount.objects.filter(sid=account_sid).first()
-    if subaccount is None:
-        return []
-    tokens = [main]
-    if subaccount.sealed_auth_token:
-        try:
-            tokens.insert(
-                0,
-                unseal(
-                    subaccount.sealed_auth_token, purpose=f"subaccount-token:{subaccount.sid}"
-                ).decode(),
-            )
-        except SealingError:
-            logger.error("stored auth token of subaccount %s cannot be opened", subaccount.sid)
-    return tokens
-
-
-class FormFields(dict[str, list[str]]):
-    """A form body's fields, every value of every name in order, in the shape Twilio's
-    ``RequestValidator`` reads (``getall``, as for a Flask MultiDict)."""
-
-    def getall(self, name: str) -> list[str]:
-        """Every value sent under ``name``."""
-        return self[name]
-
-
-def form_fields(body: bytes, encoding: str) -> FormFields:
-    """Parse an ``application/x-www-form-urlencoded`` body as Django's ``request.POST`` would
-    (same decoding, blank values kept, ``DATA_UPLOAD_MAX_NUMBER_FIELDS`` enforced), without
-    building a QueryDict: a callback's form is read once, by the signature check and the view."""
-    try:
-        text = body.decode(encoding)
-    except UnicodeDecodeError:
-        text = body.decode("iso-8859-1")  # what Django falls back to for misbehaving clients
-    try:
-        pairs = parse_qsl(
-            text,
-            keep_blank_values=True,
-            encoding=encoding,
-            max_num_fields=settings.DATA_UPLOAD_MAX_NUMBER_FIELDS,
-        )
-    except ValueError as exc:
-        raise TooManyFieldsSent(
-            "The number of GET/POST parameters exceeded settings.DATA_UPLOAD_MAX_NUMBER_FIELDS."
-        ) from exc
-    fields = FormFields()
-    for name, value in pairs:
-        fields.setdefault(name, []).append(value)
-    return fields
-
-
-@functools.lru_cache(maxsize=64)
-def _signed_urls(url: str) -> tuple[str, ...]:
-    """The forms of ``url`` a Twilio signature may cover, the one we were given first: Twilio
-    signs with or without the default port, so its validator accepts either. Cached: every
-    callback comes to the same few URLs."""
-    parsed = urlparse(url)
-    return tuple(dict.fromkeys([url, remove_port(parsed), add_port(parsed)]))
-
-
-def signature_valid(
-    request: HttpRequest, signed: FormFields | str | None, tokens: list[str]
-) -> bool:
-    """True when ``X-Twilio-Signature`` matches under one of ``tokens``.
-
-    The signature is computed by Twilio's ``RequestValidator`` and compared in constant time,
-    as its ``validate`` does (URL with and without port; for a JSON body, the ``bodySHA256``
-    query parameter must be the body's hash and the form is empty); it stops at the first form
-    that matches instead of always computing both.
-    """
-    signature = request.headers.get("X-Twilio-Signature", "").encode()
-    if not signature or not tokens:
-        return False
-    algorithm = get_signature_algorithm(request.headers.get(SIGNATURE_SETTINGS_HEADER))
-    params: FormFields | dict[str, str] | None = signed
-    if isinstance(signed, str):
-        claimed = request.GET.getlist("bodySHA256")[:1] or [""]
-        body_hash = RequestValidator("").compute_hash(signed)  # needs no token: SHA-256 hex
-        if not hmac.compare_digest(body_hash.encode(), claimed[0].encode()):
-            return False
-        params = {}
-    urls = _signed_urls(public_url(request))
-    for token in tokens:
-        validator = RequestValidator(token)
-        for url in urls:
-            try:
-                computed = validator.compute_signature(url, params, algorithm)
-            except ValueError:  # an algorithm this version of twilio does not know
-                logger.warning("callback signed with unsupported algorithm %r refused", algorithm)
-                return False
-            if hmac.compare_digest(computed.encode(), signature):
-                return True
-    return False
-
-
 def _error(status: int, code: str, detail: str) -> JsonResponse:
     return JsonResponse({"error": code, "detail": detail}, status=status)
-
-
-def _read_body(request: HttpRequest) -> tuple[dict[str, Any] | None, FormFields | str | None]:
-    """The callback's parameters and what the signature covers (form fields, or the raw JSON
-    body together with its ``bodySHA256`` query parameter)."""
-    if request.content_type == "application/json":
-        if "bodySHA256" not in request.GET:
-            return None, None
-        try:
-            raw = request.body.decode("utf-8")
-            params = json.loads(raw)
-        except (UnicodeDecodeError, ValueError):
-            return None, None
-        if not isinstance(params, dict):
-            return None, None
-        return {k: v if isinstance(v, str) else json.dumps(v) for k, v in params.items()}, raw
-    if request.content_type == "application/x-www-form-urlencoded":
-        form = form_fields(request.body, request.encoding or settings.DEFAULT_CHARSET)
-    else:  # what else Django parses (multipart): Twilio does not send it, but it is signed alike
-        form = FormFields(request.POST.lists())
-    return {key: values[-1] for key, values in form.items()}, form
 
 
 @csrf_exempt
@@ -177,13 +31,13 @@ def _read_body(request: HttpRequest) -> tuple[dict[str, Any] | None, FormFields 
 def recording_status(request: HttpRequest) -> HttpResponse:
     """Accept one recording status callback: 204 stored, 403 unsigned or unknown account,
     400 malformed."""
-    params, signed = _read_body(request)
+    params, signed = callback_params(request)
     if params is None:
         # A JSON body we cannot parse, or one whose hash the signature does not cover: nothing
         # here is authenticated, so it is refused like any unsigned request.
         return _error(403, "invalid_signature", "The request is not signed by Twilio.")
     account_sid = str(params.get("AccountSid") or "")
-    if services.ACCOUNT_SID.match(account_sid):
+    if ACCOUNT_SID.fullmatch(account_sid):
         tokens = signing_tokens(account_sid)
         if not tokens:
             logger.warning("callback for unknown account %s refused", account_sid)
@@ -194,18 +48,20 @@ def recording_status(request: HttpRequest) -> HttpResponse:
         logger.warning("callback with a missing or bad X-Twilio-Signature refused")
         return _error(403, "invalid_signature", "The request is not signed by Twilio.")
     try:
-        fields = services.callback_validate(params)
-    except services.CallbackRejected as exc:
+        fields = events.callback_validate(params)
+    except events.CallbackRejected as exc:
         return _error(400, "malformed_callback", str(exc))
 
-    event_id, created = services.event_record(
+    event_id, created = events.event_record(
         fields=fields,
         params=params,
         idempotency_token=request.headers.get("I-Twilio-Idempotency-Token", ""),
     )
     # The event row is the record of every accepted callback; the log line is for debugging.
     if created:
-        transaction.on_commit(lambda: queue_event_sync(event_id))
+        # Committed already (the row is written in autocommit); a broker that cannot take the
+        # message leaves the event pending for the dispatcher, and Twilio still gets its 204.
+        jobs.queue_event_sync(event_id)
         logger.debug(
             "recording %s reported %s", fields.recording_sid, fields.status or "(no status)"
         )

@@ -9,10 +9,11 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from audit import selectors, services
-from audit.chart import daily_bar_chart
+from audit import services
+from audit.admin import selectors
+from audit.admin.chart import daily_bar_chart
+from audit.admin.selectors import DayCount
 from audit.models import AccessLog, ChainCheck
-from audit.selectors import DayCount
 from audit.services import access_log_append, audit_digest_create, chain_check_run
 from audit.tasks import verify_audit_chain
 from audit.tests.helpers import tamper

@@ -15,7 +15,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from audit import pagination, services
+from audit import services
+from audit.admin import pagination
 from audit.models import AccessLog
 from audit.services import access_log_append
 from recordings.models import MediaLink, RecordingEvent

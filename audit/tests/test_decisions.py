@@ -388,7 +388,7 @@ def test_facts_from_a_recording_row():
         start_time=started,
         date_created=NOW,
     )
-    facts = RecordingFacts.from_recording(recording)
+    facts = recording.access_facts()
     assert facts == RecordingFacts(
         sid="RE" + "2" * 32,
         account_sid=ACCOUNT_A,

@@ -93,6 +93,6 @@ def test_postgresql_prepares_statements_unless_told_not_to(flag, prepared):
         "shell", "-c", "from django.conf import settings; print(settings.DATABASES)", env=env
     )
     assert result.returncode == 0, result.stderr
-    assert "'ENGINE': 'portal.postgresql'" in result.stdout
+    assert "'ENGINE': 'django.db.backends.postgresql'" in result.stdout
     assert ("'server_side_binding': True" in result.stdout) is prepared
     assert ("'prepare_threshold': 2" in result.stdout) is prepared

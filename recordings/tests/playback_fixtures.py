@@ -11,9 +11,9 @@ from django.test import Client
 from django.utils import timezone
 
 from audit.models import AccessRule
-from recordings import storage
-from recordings.models import MediaLocation, Recording, RecordingStatus, SyncState
 from faketwilio.recording_formats import make_wav
+from recordings.integrations import storage
+from recordings.models import MediaLocation, Recording, RecordingStatus, SyncState
 from recordings.tests.callbacks import new_sid
 
 URL_PROVIDER = "/api/v1/url-provider"

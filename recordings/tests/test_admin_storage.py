@@ -12,10 +12,10 @@ from django.contrib.messages import get_messages
 from django.urls import reverse
 
 from audit.models import AccessLog
-from recordings import keys
-from recordings.iam_policy import PolicyInputError, storage_policies
+from recordings.custody import keys
+from recordings.custody.iam_policy import PolicyInputError, storage_policies
+from recordings.custody.twilio_settings import aws_s3_url_problem
 from recordings.models import PrivateKey
-from recordings.twilio_storage import aws_s3_url_problem
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("audit.tests.urls")]
 

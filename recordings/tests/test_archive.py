@@ -1,6 +1,6 @@
-"""Archiving recordings from Twilio to the customer's bucket (``recordings.archive``), against the
-fake Twilio and moto's S3 over real HTTP: the copy and its verification, every crash boundary,
-the faults, the task, the sync's hook, the bulk command and the admin."""
+"""Archiving recordings from Twilio to the customer's bucket (``recordings.lifecycle.archive``),
+against the fake Twilio and moto's S3 over real HTTP: the copy and its verification, every crash
+boundary, the faults, the task, the sync's hook, the bulk command and the admin."""
 
 from __future__ import annotations
 
@@ -16,7 +16,10 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
-from recordings import archive, services, storage, tasks, twilio_client
+from recordings import jobs, tasks
+from recordings.ingest import sync
+from recordings.integrations import storage, twilio_api
+from recordings.lifecycle import archive
 from recordings.models import (
     ArchivePolicy,
     ArchiveState,
@@ -45,7 +48,7 @@ def synced(fake, *, media: bytes | None = None, status: str = "completed", **fie
     fields.setdefault("channels", 2)
     fields.setdefault("start_time", START)
     fake.add_recording(sid, media=wav(2048) if media is None else media, status=status, **fields)
-    return services.recording_sync(sid=sid)
+    return sync.recording_sync(sid=sid)
 
 
 @pytest.fixture
@@ -184,7 +187,7 @@ def test_encrypted_recording_is_copied_byte_for_byte_and_keeps_its_details(
     media = wav(4096)
     recording = synced(fake_twilio, media=media, encryption_details=details)
     verifications: list[int] = []
-    monkeypatch.setattr(tasks, "queue_media_verification", verifications.append)
+    monkeypatch.setattr(jobs, "queue_media_verification", verifications.append)
 
     with django_capture_on_commit_callbacks(execute=True):
         assert archive.recording_archive(recording_id=recording.pk).code == "copied"
@@ -251,7 +254,7 @@ def test_a_later_sync_keeps_the_archived_location(s3, fake_twilio, policy):
     recording = synced(fake_twilio)
     archive.recording_archive(recording_id=recording.pk)
     fake_twilio.update_recording(recording.sid, duration="43")
-    services.recording_sync(sid=recording.sid)
+    sync.recording_sync(sid=recording.sid)
     recording.refresh_from_db()
     assert (recording.media_location, recording.duration_seconds) == (MediaLocation.S3, 43)
     assert recording.media_bucket == BUCKET
@@ -295,9 +298,9 @@ def crash_before(monkeypatch, module, name: str) -> None:
         # verified (the HEAD done), not recorded
         (crash_before, archive, "_record_copy", 1),
         # recorded, Twilio not asked to delete
-        (crash_before, twilio_client, "recording_delete", 1),
+        (crash_before, twilio_api, "recording_delete", 1),
         # deleted at Twilio, not recorded: the rerun's DELETE answers 404, which counts as done
-        (crash_after, twilio_client, "recording_delete", 1),
+        (crash_after, twilio_api, "recording_delete", 1),
     ],
     ids=["after-upload", "after-verify", "after-record", "after-twilio-delete"],
 )
@@ -409,14 +412,14 @@ def test_a_write_only_if_absent_never_replaces_an_object(s3, size):
 
 def test_a_download_cut_short_leaves_nothing_stored(s3, fake_twilio, policy, monkeypatch):
     recording = synced(fake_twilio, media=wav(storage.UPLOAD_PART_SIZE + 1000))
-    real = twilio_client.recording_media_fetch
+    real = twilio_api.recording_media_fetch
 
     def truncated(**kwargs):
         media = real(**kwargs)
         media.chunks = iter([next(media.chunks)])  # the connection ends after one chunk
         return media
 
-    monkeypatch.setattr(twilio_client, "recording_media_fetch", truncated)
+    monkeypatch.setattr(twilio_api, "recording_media_fetch", truncated)
     outcome = archive.recording_archive(recording_id=recording.pk)
     assert outcome.code == "retry"
     assert "before the connection ended" in outcome.detail
@@ -549,7 +552,7 @@ def test_recording_still_processing_is_skipped_then_archived_once_completed(
     assert fake_twilio.count("GET", f"{recording.sid}.wav") == 0
 
     fake_twilio.update_recording(recording.sid, status="completed")
-    services.recording_sync(sid=recording.sid)
+    sync.recording_sync(sid=recording.sid)
     assert archive.recording_archive(recording_id=recording.pk).code == "copied"
 
 
@@ -569,13 +572,13 @@ def test_twilio_down_is_retried_with_the_sync_backoff_then_given_up(
     for _ in range(2):
         with pytest.raises(RuntimeError, match="retry"):
             tasks.archive_recording.run(recording.pk)
-    assert countdowns == [services.sync_retry_delay(1), services.sync_retry_delay(2)]
+    assert countdowns == [jobs.retry_delay(1), jobs.retry_delay(2)]
     recording.refresh_from_db()
     assert recording.archive_state == ArchiveState.PENDING
     assert "Twilio unavailable" in recording.archive_error
     assert recording.media_location == MediaLocation.TWILIO
 
-    Recording.objects.filter(pk=recording.pk).update(archive_attempts=services.SYNC_MAX_RETRIES)
+    Recording.objects.filter(pk=recording.pk).update(archive_attempts=jobs.MAX_RETRIES)
     assert tasks.archive_recording.run(recording.pk) == "failed"
     recording.refresh_from_db()
     assert recording.archive_state == ArchiveState.FAILED
@@ -593,14 +596,14 @@ def test_a_batch_archives_each_recording_and_retries_only_the_one_twilio_cannot_
     fake_twilio.fail(503, path_contains=f"{unavailable.sid}.wav")
     retries: list[tuple[tuple, int]] = []
     monkeypatch.setattr(
-        tasks.archive_recording,
-        "apply_async",
-        lambda args, countdown: retries.append((args, countdown)),
+        jobs,
+        "queue_recording_archive",
+        lambda recording_id, countdown: retries.append(((recording_id,), countdown)),
     )
     # Run as a worker would (not eagerly), so the transient failure gets a delayed retry.
     codes = tasks.archive_recording_batch.run([served.pk, unavailable.pk])
     assert codes == {"copied": 1, "retry": 1}
-    assert retries == [((unavailable.pk,), services.sync_retry_delay(1))]
+    assert retries == [((unavailable.pk,), jobs.retry_delay(1))]
     served.refresh_from_db()
     unavailable.refresh_from_db()
     assert (served.archive_state, unavailable.archive_state) == ("archived", "pending")
@@ -613,7 +616,7 @@ def test_sync_of_a_completed_recording_queues_its_archive_when_a_policy_is_enabl
     s3, fake_twilio, monkeypatch, django_capture_on_commit_callbacks
 ):
     queued: list[int] = []
-    monkeypatch.setattr(tasks, "queue_recording_archive", queued.append)
+    monkeypatch.setattr(jobs, "queue_recording_archive", queued.append)
     with django_capture_on_commit_callbacks(execute=True):
         no_policy = synced(fake_twilio)
     assert queued == []
@@ -622,12 +625,12 @@ def test_sync_of_a_completed_recording_queues_its_archive_when_a_policy_is_enabl
     with django_capture_on_commit_callbacks(execute=True):
         completed = synced(fake_twilio)
         synced(fake_twilio, status="processing")
-        services.recording_sync(sid=no_policy.sid)
+        sync.recording_sync(sid=no_policy.sid)
     assert queued == [completed.pk, no_policy.pk]
 
     archive.recording_archive(recording_id=completed.pk)
     with django_capture_on_commit_callbacks(execute=True):
-        services.recording_sync(sid=completed.sid)  # archived: nothing more to queue
+        sync.recording_sync(sid=completed.sid)  # archived: nothing more to queue
     assert queued == [completed.pk, no_policy.pk]
 
 
@@ -636,7 +639,7 @@ def test_sync_of_a_completed_recording_queues_its_archive_when_a_policy_is_enabl
 
 @pytest.mark.django_db(transaction=True)
 def test_archive_recordings_command_in_bulk(s3, fake_twilio, monkeypatch):
-    monkeypatch.setattr(tasks, "queue_recording_archive", lambda recording_id: None)
+    monkeypatch.setattr(jobs, "queue_recording_archive", lambda recording_id: None)
     media = {new_sid("RE"): wav(5000 + n) for n in range(4)}
     for sid, body in media.items():
         fake_twilio.add_recording(sid, media=body, channels=2, start_time=START)
@@ -647,7 +650,7 @@ def test_archive_recordings_command_in_bulk(s3, fake_twilio, monkeypatch):
     ArchivePolicy.objects.create(account_sid="", key_prefix="bulk")
     # Two (and the old one) are known already; the others exist only at Twilio.
     for sid in [*list(media)[:2], old]:
-        services.recording_sync(sid=sid)
+        sync.recording_sync(sid=sid)
 
     dry = StringIO()
     call_command("archive_recordings", "--since", "2026-11-01", "--dry-run", stdout=dry)
@@ -698,7 +701,7 @@ def test_archive_recordings_command_in_bulk(s3, fake_twilio, monkeypatch):
 
 @pytest.mark.django_db(transaction=True)
 def test_archive_recordings_command_reports_failures(s3, fake_twilio, monkeypatch):
-    monkeypatch.setattr(tasks, "queue_recording_archive", lambda recording_id: None)
+    monkeypatch.setattr(jobs, "queue_recording_archive", lambda recording_id: None)
     ArchivePolicy.objects.create(account_sid="")
     good = synced(fake_twilio)
     gone = synced(fake_twilio)
@@ -746,7 +749,7 @@ def test_admin_edits_policies_audited_and_queues_archives(
 
     recording = synced(fake_twilio)
     queued: list[int] = []
-    monkeypatch.setattr(tasks, "queue_recording_archives", lambda ids: queued.extend(ids))
+    monkeypatch.setattr(jobs, "queue_recording_archives", lambda ids: queued.extend(ids))
     response = admin_client.post(
         reverse("admin:recordings_recording_changelist"),
         {"action": "archive_now", "_selected_action": [recording.pk]},

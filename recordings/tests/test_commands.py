@@ -16,7 +16,7 @@ import requests
 from django.core.management import CommandError, call_command
 
 from audit.models import AccessRule
-from recordings import storage
+from recordings.integrations import storage
 from recordings.models import MediaLocation, Recording
 
 ROOT = Path(__file__).resolve().parents[2]

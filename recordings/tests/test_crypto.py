@@ -1,4 +1,4 @@
-"""Tests for ``recordings.crypto``: Twilio's voice (RSA-OAEP + AES-GCM) and video (S3 v1
+"""Tests for ``recordings.media.crypto``: Twilio's voice (RSA-OAEP + AES-GCM) and video (S3 v1
 envelope, RSA PKCS#1 v1.5 + AES-CBC) formats, decrypted whole and by byte range.
 
 Property tests compare every decrypted range with the plaintext slice; error tests check each
@@ -29,8 +29,16 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from recordings import crypto
-from recordings.crypto import (
+from faketwilio.recording_formats import (
+    TEST_PUBLIC_KEY_SID,
+    MemoryRangeReader,
+    encrypt_video_like_twilio,
+    encrypt_voice_like_twilio,
+    make_rsa_key,
+    make_wav,
+)
+from recordings.media import crypto
+from recordings.media.crypto import (
     CHUNK_SIZE,
     GCM_MAX_PLAINTEXT_LENGTH,
     MalformedEncryptionDetails,
@@ -50,14 +58,6 @@ from recordings.crypto import (
     voice_decrypt_range,
     voice_decrypt_stream,
     voice_plaintext_length,
-)
-from faketwilio.recording_formats import (
-    TEST_PUBLIC_KEY_SID,
-    MemoryRangeReader,
-    encrypt_video_like_twilio,
-    encrypt_voice_like_twilio,
-    make_rsa_key,
-    make_wav,
 )
 
 MiB = 1024 * 1024

@@ -29,28 +29,31 @@ from hypothesis import strategies as st
 
 from audit.models import AccessLog
 from conftest import TEST_BUCKET
-from recordings import encrypted_media, keys, storage, tasks
-from recordings.encrypted_media import (
-    MediaChanged,
-    MediaEncryptionUnsupported,
-    MediaKeyMismatch,
-    MediaKeyUnavailable,
-    MediaUndecryptable,
-)
-from recordings.media import (
-    MediaIntegrityFailed,
-    MediaNotFound,
-    MediaRangeNotSatisfiable,
-    MediaUnavailable,
-    media_open,
-)
-from recordings.models import IntegrityState, MediaLocation, PrivateKey, Recording, RecordingStatus
 from faketwilio.recording_formats import (
     encrypt_video_like_twilio,
     encrypt_voice_like_twilio,
     make_rsa_key,
     make_wav,
 )
+from recordings import jobs, tasks
+from recordings.custody import keys
+from recordings.integrations import storage
+from recordings.media import encrypted
+from recordings.media.body import (
+    MediaIntegrityFailed,
+    MediaNotFound,
+    MediaRangeNotSatisfiable,
+    MediaUnavailable,
+)
+from recordings.media.encrypted import (
+    MediaChanged,
+    MediaEncryptionUnsupported,
+    MediaKeyMismatch,
+    MediaKeyUnavailable,
+    MediaUndecryptable,
+)
+from recordings.media.opener import media_open
+from recordings.models import IntegrityState, MediaLocation, PrivateKey, Recording, RecordingStatus
 from recordings.tests.callbacks import new_sid
 from recordings.tests.playback_fixtures import allow_supervisors, ask, flex_token
 
@@ -73,10 +76,10 @@ def other_rsa_key() -> rsa.RSAPrivateKey:
 @pytest.fixture(autouse=True)
 def _fresh_caches():
     keys.key_caches_clear()
-    encrypted_media.content_key_caches_clear()
+    encrypted.content_key_caches_clear()
     yield
     keys.key_caches_clear()
-    encrypted_media.content_key_caches_clear()
+    encrypted.content_key_caches_clear()
 
 
 def hold(key: rsa.RSAPrivateKey, sid: str | None = None) -> PrivateKey:
@@ -145,7 +148,7 @@ def read_all(chunks: Iterable[bytes]) -> bytes:
     out = bytearray()
     for chunk in chunks:
         assert isinstance(chunk, bytes)
-        assert 0 < len(chunk) <= encrypted_media.CHUNK_SIZE
+        assert 0 < len(chunk) <= encrypted.CHUNK_SIZE
         out += chunk
     return bytes(out)
 
@@ -267,9 +270,9 @@ def test_content_key_is_unwrapped_once_while_seeking(s3, rsa_key, monkeypatch):
     hold(rsa_key, sid)
     recording, _ = voice_recording(s3, rsa_key, os.urandom(500), public_key_sid=sid)
     unwraps = []
-    real_unwrap = encrypted_media.crypto.unwrap_voice_cek
+    real_unwrap = encrypted.crypto.unwrap_voice_cek
     monkeypatch.setattr(
-        encrypted_media.crypto,
+        encrypted.crypto,
         "unwrap_voice_cek",
         lambda *args: unwraps.append(1) or real_unwrap(*args),
     )
@@ -568,7 +571,7 @@ def test_no_key_material_reaches_the_logs(s3, rsa_key, caplog):
     Recording.objects.filter(pk=recording.pk).update(integrity_state=IntegrityState.UNVERIFIED)
     with pytest.raises(MediaIntegrityFailed):
         media_open(recording=fresh(recording))
-    cek = encrypted_media.crypto.unwrap_voice_cek(
+    cek = encrypted.crypto.unwrap_voice_cek(
         rsa_key, base64.b64decode(recording.encryption_cek)
     )
     pkcs8 = rsa_key.private_bytes(
@@ -614,13 +617,14 @@ def test_verification_task(s3, rsa_key):
 def test_sync_queues_verification_of_encrypted_stored_recordings(
     s3, rsa_key, monkeypatch, django_capture_on_commit_callbacks
 ):
-    from recordings import services, twilio_client
+    from recordings.ingest import sync
+    from recordings.integrations import twilio_api
 
     queued: list[int] = []
-    monkeypatch.setattr(tasks, "queue_media_verification", queued.append)
+    monkeypatch.setattr(jobs, "queue_media_verification", queued.append)
 
-    def resource(sid: str, media_url: str, details: dict | None) -> twilio_client.TwilioRecording:
-        return twilio_client.TwilioRecording(
+    def resource(sid: str, media_url: str, details: dict | None) -> twilio_api.TwilioRecording:
+        return twilio_api.TwilioRecording(
             sid=sid,
             account_sid="AC" + "a" * 32,
             call_sid="",
@@ -644,11 +648,11 @@ def test_sync_queues_verification_of_encrypted_stored_recordings(
     in_s3 = f"https://{TEST_BUCKET}.s3.amazonaws.com/AC/{new_sid('RE')}.wav"
     at_twilio = "https://api.twilio.com/2010-04-01/Accounts/AC/Recordings/RE.wav"
     with django_capture_on_commit_callbacks(execute=True):
-        encrypted = services.recording_store_resource(
+        encrypted = sync.recording_store_resource(
             resource=resource(new_sid("RE"), in_s3, details)
         )
-        services.recording_store_resource(resource=resource(new_sid("RE"), in_s3, None))
-        services.recording_store_resource(resource=resource(new_sid("RE"), at_twilio, details))
+        sync.recording_store_resource(resource=resource(new_sid("RE"), in_s3, None))
+        sync.recording_store_resource(resource=resource(new_sid("RE"), at_twilio, details))
     assert queued == [encrypted.pk]
 
 
@@ -686,11 +690,11 @@ def test_video_key_is_found_among_several_and_remembered(s3, rsa_key, other_rsa_
     assert PrivateKey.objects.get(pk=right.pk).last_used_at is not None
 
     # Content keys expire from the cache; the owner is remembered, so one unwrap, not two.
-    encrypted_media._video_keys.clear()
+    encrypted._video_keys.clear()
     unwraps = []
-    real_unwrap = encrypted_media.crypto.unwrap_video_cek
+    real_unwrap = encrypted.crypto.unwrap_video_cek
     monkeypatch.setattr(
-        encrypted_media.crypto,
+        encrypted.crypto,
         "unwrap_video_cek",
         lambda *args: unwraps.append(1) or real_unwrap(*args),
     )
@@ -702,7 +706,7 @@ def test_video_marked_encrypted_goes_through_the_envelope(client, fake_twilio, s
     hold(rsa_key)
     plaintext = mkv_like(2000)
     recording, _, _ = video_recording(
-        s3, rsa_key, plaintext, encryption_type=encrypted_media.ENVELOPE_ENCRYPTION_TYPE
+        s3, rsa_key, plaintext, encryption_type=encrypted.ENVELOPE_ENCRYPTION_TYPE
     )
     response = play(client, fake_twilio, recording, "bytes=100-")
     assert response.status_code == 206
@@ -711,7 +715,7 @@ def test_video_marked_encrypted_goes_through_the_envelope(client, fake_twilio, s
 
 def test_video_without_its_key(client, fake_twilio, s3, rsa_key, other_rsa_key):
     recording, _, _ = video_recording(
-        s3, rsa_key, mkv_like(500), encryption_type=encrypted_media.ENVELOPE_ENCRYPTION_TYPE
+        s3, rsa_key, mkv_like(500), encryption_type=encrypted.ENVELOPE_ENCRYPTION_TYPE
     )
     answer = assert_refused(
         play(client, fake_twilio, recording), recording, 503, "decryption_key_unavailable"
@@ -740,7 +744,7 @@ def test_video_bad_envelopes(s3, rsa_key):
     def store(**changes: str | None) -> Recording:
         meta = {k: v for k, v in {**metadata, **changes}.items() if v is not None}
         s3.put_object(Bucket=TEST_BUCKET, Key=recording.media_key, Body=body, Metadata=meta)
-        encrypted_media.content_key_caches_clear()
+        encrypted.content_key_caches_clear()
         return fresh(recording)
 
     with pytest.raises(MediaUndecryptable, match="'x-amz-iv' is not valid base64"):

@@ -21,10 +21,10 @@ from django.db import IntegrityError
 from django.utils import timezone
 
 from audit.models import AccessLog
-from portal.sealing import current_master_key_id, master_key_id, seal, unseal
-from recordings import keys
-from recordings.models import PrivateKey, Recording, TwilioSubaccount
 from faketwilio.recording_formats import make_rsa_key
+from portal.sealing import current_master_key_id, master_key_id, seal, unseal
+from recordings.custody import keys
+from recordings.models import PrivateKey, Recording, TwilioSubaccount
 from recordings.tests.callbacks import new_sid
 
 pytestmark = pytest.mark.django_db

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from audit.chain import chain_verify
 from audit.models import AccessLog
 from conftest import TEST_BUCKET
-from recordings.links import media_links_summarize
 from recordings.models import MediaLink, MediaLocation
+from recordings.playback.links import media_links_summarize
 from recordings.tests.playback_fixtures import (
     FLEX_ORIGIN,
     allow_supervisors,

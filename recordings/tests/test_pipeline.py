@@ -16,7 +16,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from portal.celery import app
-from recordings import services, tasks
+from recordings import jobs, tasks
+from recordings.ingest import events, sync
 from recordings.models import EventState, Recording, RecordingEvent, SyncState
 from recordings.tests.callbacks import callback_params, new_sid, post_form
 
@@ -45,7 +46,6 @@ def broker_down() -> Iterator[None]:
     original = app.conf.broker_url
 
     def point_at(url: str) -> None:
-        tasks.event_relay.flush()
         app.conf.broker_url = url
         app._pool = None
         app.amqp._producer_pool = None
@@ -96,8 +96,8 @@ def test_dispatcher_picks_up_overdue_events(client, fake_twilio, worker):
     sid = new_sid("RE")
     fake_twilio.add_recording(sid, call_sid="CA" + "1" * 32, duration="7", channels=1)
     # As if the callback arrived ten minutes ago while the broker was down.
-    event_id, _ = services.event_record(
-        fields=services.callback_validate(callback_params(sid)), params=callback_params(sid)
+    event_id, _ = events.event_record(
+        fields=events.callback_validate(callback_params(sid)), params=callback_params(sid)
     )
     RecordingEvent.objects.filter(pk=event_id).update(
         next_attempt_at=timezone.now() - timedelta(minutes=10)
@@ -110,7 +110,7 @@ def test_dispatcher_picks_up_overdue_events(client, fake_twilio, worker):
 def test_worker_retries_while_twilio_is_down_then_succeeds(
     client, fake_twilio, worker, monkeypatch
 ):
-    monkeypatch.setattr(services, "SYNC_RETRY_BASE_SECONDS", 0)  # retry at once in the test
+    monkeypatch.setattr(jobs, "RETRY_BASE_SECONDS", 0)  # retry at once in the test
     sid = new_sid("RE")
     fake_twilio.add_recording(sid, call_sid="CA" + "1" * 32, duration="42", channels=2)
     fake_twilio.fail(503, count=2, path_contains=sid)
@@ -121,8 +121,8 @@ def test_worker_retries_while_twilio_is_down_then_succeeds(
 
 
 def test_worker_gives_up_after_the_last_retry(client, fake_twilio, worker, monkeypatch):
-    monkeypatch.setattr(services, "SYNC_RETRY_BASE_SECONDS", 0)
-    monkeypatch.setattr(services, "SYNC_MAX_RETRIES", 2)
+    monkeypatch.setattr(jobs, "RETRY_BASE_SECONDS", 0)
+    monkeypatch.setattr(jobs, "MAX_RETRIES", 2)
     sid = new_sid("RE")
     fake_twilio.add_recording(sid, call_sid="CA" + "1" * 32, duration="42", channels=2)
     fake_twilio.fail(503, path_contains=sid)
@@ -149,11 +149,11 @@ def test_many_recordings_queued_at_once_are_archived_in_batches_by_a_real_worker
 
     ArchivePolicy.objects.create(account_sid="", key_prefix="archive")
     ids = []
-    for _ in range(tasks.ARCHIVE_BATCH_SIZE + 2):  # two messages, the second one short
+    for _ in range(jobs.ARCHIVE_BATCH_SIZE + 2):  # two messages, the second one short
         sid = new_sid("RE")
         fake_twilio.add_recording(sid, media=b"RIFF" + sid.encode() * 100, channels=1)
-        ids.append(services.recording_sync(sid=sid).pk)
-    assert tasks.queue_recording_archives(ids) == len(ids)
+        ids.append(sync.recording_sync(sid=sid).pk)
+    assert jobs.queue_recording_archives(ids) == len(ids)
     archived = Recording.objects.filter(pk__in=ids, media_location=MediaLocation.S3)
     wait_for(lambda: archived.count() == len(ids))
     wait_for(lambda: redis.Redis.from_url(settings.REDIS_URL).llen("celery") == 0)

@@ -1,6 +1,6 @@
-"""Retention policies and legal holds (``recordings.retention``), against moto's S3 and the fake
-Twilio over real HTTP: the plan, soft then hard deletion, holds, the faults and crash recovery,
-playback of deleted recordings, the command, the task and the admin."""
+"""Retention policies and legal holds (``recordings.lifecycle.retention``), against moto's S3 and
+the fake Twilio over real HTTP: the plan, soft then hard deletion, holds, the faults and crash
+recovery, playback of deleted recordings, the command, the task and the admin."""
 
 from __future__ import annotations
 
@@ -19,7 +19,10 @@ from django.urls import reverse
 
 from audit.models import AccessLog
 from conftest import TEST_BUCKET
-from recordings import retention, services, storage, tasks, twilio_client
+from recordings import tasks
+from recordings.ingest import sync
+from recordings.integrations import storage, twilio_api
+from recordings.lifecycle import retention
 from recordings.models import LegalHold, MediaLocation, Recording, RecordingStatus, RetentionPolicy
 from recordings.tests.callbacks import new_sid
 from recordings.tests.playback_fixtures import (
@@ -346,7 +349,7 @@ def test_a_crash_between_the_storage_and_twilio_deletes_is_finished_by_the_rerun
     def crash(**kwargs):
         raise SystemExit("worker killed")
 
-    monkeypatch.setattr(twilio_client, "recording_delete", crash)
+    monkeypatch.setattr(twilio_api, "recording_delete", crash)
     with pytest.raises(SystemExit):
         retention.retention_apply(now=NOW + timedelta(days=8))
     recording.refresh_from_db()
@@ -478,7 +481,7 @@ def test_retention_policies_superusers_change_viewers_read(admin_client, django_
 
 
 def test_a_soft_deleted_recording_is_not_archived_again(s3, fake_twilio, policy):
-    from recordings import archive
+    from recordings.lifecycle import archive
     from recordings.models import ArchivePolicy
 
     ArchivePolicy.objects.create(account_sid="", key_prefix="archive")
@@ -499,7 +502,7 @@ def test_a_sync_after_deletion_never_points_the_recording_back_at_twilio(fake_tw
         soft_deleted_at=NOW,
         hard_deleted_at=NOW,
     )
-    services.recording_sync(sid=sid)
+    sync.recording_sync(sid=sid)
     recording = Recording.objects.get(sid=sid)
     assert recording.media_location == MediaLocation.UNKNOWN
     assert recording.status == RecordingStatus.DELETED

@@ -14,7 +14,10 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from portal.sealing import unseal
-from recordings import services, twilio_client
+from recordings import jobs
+from recordings.custody import subaccounts
+from recordings.ingest import events, reconcile, sync
+from recordings.integrations import twilio_api
 from recordings.models import (
     EventState,
     MediaLocation,
@@ -49,7 +52,7 @@ def deliver(client, sid, status="completed", **overrides) -> RecordingEvent:
 def test_sync_stores_every_field_that_matters(client, fake_twilio):
     sid = add(fake_twilio, price="-0.00250", price_unit="USD", source="StartCallRecordingAPI")
     event = deliver(client, sid)
-    services.event_process(event_id=event.pk)
+    events.event_process(event_id=event.pk)
 
     recording = Recording.objects.get(sid=sid)
     assert recording.status == "completed"
@@ -93,7 +96,7 @@ def test_sync_stores_every_field_that_matters(client, fake_twilio):
 )
 def test_encryption_details_in_either_spelling(client, fake_twilio, details):
     sid = add(fake_twilio, encryption_details=details)
-    services.event_process(event_id=deliver(client, sid).pk)
+    events.event_process(event_id=deliver(client, sid).pk)
     recording = Recording.objects.get(sid=sid)
     assert recording.is_encrypted
     assert recording.encryption_type == "rsa-aes"
@@ -113,7 +116,7 @@ def test_encryption_details_from_the_callback_json_string(client, fake_twilio):
         }
     )
     event = deliver(client, sid, "completed", EncryptionDetails=details)
-    services.recording_apply_callback(event=event)
+    sync.recording_apply_callback(event=event)
     recording = Recording.objects.get(sid=sid)
     assert recording.encryption_public_key_sid == "CR" + "3" * 32
 
@@ -132,7 +135,7 @@ def test_externally_stored_media_is_located_by_bucket_and_key(
     client, fake_twilio, media_url, bucket, key
 ):
     sid = add(fake_twilio, media_url=media_url, media=None)
-    services.event_process(event_id=deliver(client, sid).pk)
+    events.event_process(event_id=deliver(client, sid).pk)
     recording = Recording.objects.get(sid=sid)
     assert (recording.media_location, recording.media_bucket, recording.media_key) == (
         MediaLocation.S3,
@@ -145,9 +148,9 @@ def test_completed_before_in_progress_never_moves_back(client, fake_twilio):
     sid = add(fake_twilio, status="completed")
     completed = deliver(client, sid, "completed")
     in_progress = deliver(client, sid, "in-progress")
-    services.event_process(event_id=completed.pk)
+    events.event_process(event_id=completed.pk)
     fake_twilio.update_recording(sid, status="processing")  # a stale answer from the API
-    services.event_process(event_id=in_progress.pk)
+    events.event_process(event_id=in_progress.pk)
     recording = Recording.objects.get(sid=sid)
     assert recording.status == "completed"
     assert recording.duration_seconds == 42
@@ -157,7 +160,7 @@ def test_completed_before_in_progress_never_moves_back(client, fake_twilio):
 def test_absent_and_failed_are_kept_with_their_error_code(client, fake_twilio, status):
     sid = new_sid("RE")  # Twilio no longer has it: the REST fetch answers 404
     event = deliver(client, sid, status, ErrorCode="16105")
-    services.event_process(event_id=event.pk)
+    events.event_process(event_id=event.pk)
     recording = Recording.objects.get(sid=sid)
     assert recording.status == status
     assert recording.error_code == 16105
@@ -171,8 +174,8 @@ def test_twilio_down_keeps_the_event_pending_then_syncs_when_back(client, fake_t
     sid = add(fake_twilio)
     event = deliver(client, sid)
     fake_twilio.fail(503)
-    with pytest.raises(twilio_client.TwilioUnavailable):
-        services.event_process(event_id=event.pk)
+    with pytest.raises(twilio_api.TwilioUnavailable):
+        events.event_process(event_id=event.pk)
     event.refresh_from_db()
     assert event.state == EventState.PENDING
     assert event.attempts == 1
@@ -183,7 +186,7 @@ def test_twilio_down_keeps_the_event_pending_then_syncs_when_back(client, fake_t
     assert recording.sync_state == SyncState.PENDING
 
     fake_twilio.reset_faults()
-    services.event_process(event_id=event.pk)
+    events.event_process(event_id=event.pk)
     event.refresh_from_db()
     assert event.state == EventState.PROCESSED
     assert Recording.objects.get(sid=sid).sync_state == SyncState.SYNCED
@@ -193,8 +196,8 @@ def test_twilio_unreachable_is_transient(client, fake_twilio, settings):
     sid = add(fake_twilio)
     event = deliver(client, sid)
     fake_twilio.drop()
-    with pytest.raises(twilio_client.TwilioUnavailable):
-        services.event_process(event_id=event.pk)
+    with pytest.raises(twilio_api.TwilioUnavailable):
+        events.event_process(event_id=event.pk)
     assert RecordingEvent.objects.get(pk=event.pk).state == EventState.PENDING
 
 
@@ -202,7 +205,7 @@ def test_a_final_refusal_stops_at_once(client, fake_twilio):
     sid = add(fake_twilio)
     event = deliver(client, sid)
     fake_twilio.fail(401)
-    services.event_process(event_id=event.pk)
+    events.event_process(event_id=event.pk)
     event.refresh_from_db()
     assert event.state == EventState.FAILED
     assert event.attempts == 0
@@ -212,7 +215,7 @@ def test_a_final_refusal_stops_at_once(client, fake_twilio):
 
 
 def test_retry_schedule_lasts_more_than_two_hours():
-    delays = [services.sync_retry_delay(n) for n in range(1, services.SYNC_MAX_RETRIES + 1)]
+    delays = [jobs.retry_delay(n) for n in range(1, jobs.MAX_RETRIES + 1)]
     assert delays == sorted(delays)
     assert delays[0] == 30
     assert sum(delays) >= 2 * 3600
@@ -243,7 +246,7 @@ def test_five_hundred_shuffled_callbacks_with_duplicates_end_in_the_right_rows(c
     pending = list(RecordingEvent.objects.values_list("pk", flat=True))
     rng.shuffle(pending)
     for event_id in pending:
-        services.event_process(event_id=event_id)
+        events.event_process(event_id=event_id)
 
     assert Recording.objects.count() == len(sids) + len(absent)
     for n, sid in enumerate(sids):
@@ -262,9 +265,9 @@ def test_five_hundred_shuffled_callbacks_with_duplicates_end_in_the_right_rows(c
 def test_reconcile_finds_what_callbacks_missed(fake_twilio):
     fresh = [add(fake_twilio, date_created=START) for _ in range(2)]
     for sid in fresh:
-        services.recording_sync(sid=sid)
+        sync.recording_sync(sid=sid)
     stale = add(fake_twilio, date_created=START, status="processing")
-    services.recording_sync(sid=stale)
+    sync.recording_sync(sid=stale)
     fake_twilio.update_recording(stale, status="completed")
     missing = [add(fake_twilio, date_created=START) for _ in range(2)]
     add(fake_twilio, date_created=START - timedelta(days=30))  # before --since
@@ -291,7 +294,7 @@ def test_reconcile_with_twilio_down_says_so(fake_twilio):
 def test_subaccounts_are_refreshed_with_sealed_tokens_and_reconciled(fake_twilio):
     sub, token = new_sid("AC"), "5" * 32
     fake_twilio.add_subaccount(sub, token, friendly_name="EMEA")
-    assert services.subaccounts_refresh() == 1
+    assert subaccounts.subaccounts_refresh() == 1
     stored = TwilioSubaccount.objects.get()
     assert stored.sid == sub
     assert stored.friendly_name == "EMEA"
@@ -299,12 +302,12 @@ def test_subaccounts_are_refreshed_with_sealed_tokens_and_reconciled(fake_twilio
     assert unseal(stored.sealed_auth_token, purpose=f"subaccount-token:{sub}") == token.encode()
 
     sid = add(fake_twilio, account_sid=sub, date_created=START)
-    summary = services.recordings_reconcile(since=START.date())
+    summary = reconcile.recordings_reconcile(since=START.date())
     assert summary.synced == 1
     assert Recording.objects.get(sid=sid).account_sid == sub
 
     fake_twilio.reset()
-    assert services.subaccounts_refresh() == 0
+    assert subaccounts.subaccounts_refresh() == 0
     assert not TwilioSubaccount.objects.exists()
 
 

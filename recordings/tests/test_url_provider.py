@@ -177,7 +177,7 @@ def test_redis_down_means_asking_twilio_every_time_not_failing(client, fake_twil
     # Django rebuilds its cache handlers when CACHES changes (test signal).
     settings.CACHES = {
         "default": {
-            "BACKEND": "portal.cache.RedisCache",
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens there
         }
     }

@@ -16,8 +16,8 @@ from twilio.request_validator import RequestValidator
 
 from portal.sealing import seal
 from portal.tests.database import server_ends_session
+from recordings.ingest.signatures import form_fields
 from recordings.models import EventState, Recording, RecordingEvent, TwilioSubaccount
-from recordings.tasks import event_relay
 from recordings.tests.callbacks import (
     WEBHOOK_PATH,
     callback_params,
@@ -26,15 +26,12 @@ from recordings.tests.callbacks import (
     post_json,
     sign,
 )
-from recordings.webhooks import form_fields
 
 pytestmark = pytest.mark.django_db
 
 
 def queued_event_ids() -> list[int]:
-    """Ids of the events whose sync waits in the Celery default queue on the real Redis broker
-    (after the relay has sent what it holds)."""
-    event_relay.flush()
+    """Ids of the events whose sync waits in the Celery default queue on the real Redis broker."""
     ids: list[int] = []
     for raw in redis.Redis.from_url(settings.REDIS_URL).lrange("celery", 0, -1):
         message = json.loads(raw)

@@ -1,12 +1,13 @@
-"""``apply_retention [--dry-run]``: apply the retention policies now (``recordings.retention``),
-printing each deletion that is (or, with ``--dry-run``, would be) made and a summary."""
+"""``apply_retention [--dry-run]``: apply the retention policies now
+(``recordings.lifecycle.retention``), printing each deletion that is (or, with ``--dry-run``, would
+be) made and a summary."""
 
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
-from recordings import retention
+from recordings.lifecycle import retention
 
 
 class Command(BaseCommand):

@@ -1,5 +1,5 @@
-"""``archive_recordings --since YYYY-MM-DD [--dry-run]``: copy recordings whose media Twilio
-still holds to the archive bucket, in bulk (``recordings.archive``), e.g. those made before the
+"""``archive_recordings --since YYYY-MM-DD [--dry-run]``: copy recordings whose media Twilio still
+holds to the archive bucket, in bulk (``recordings.lifecycle.archive``), e.g. those made before the
 portal existed."""
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from django.db import connection
 from django.db.models import Q, QuerySet
 from tqdm import tqdm
 
-from recordings import archive, services, twilio_client
+from recordings.ingest import reconcile
+from recordings.integrations import twilio_api
+from recordings.lifecycle import archive
 from recordings.models import ArchivePolicy, MediaLocation, Recording, RecordingStatus
 
 
@@ -88,8 +90,8 @@ class Command(BaseCommand):
         if not dry_run and not no_reconcile:
             # Recordings made before the portal existed are known only to Twilio.
             try:
-                found = services.recordings_reconcile(since=start)
-            except twilio_client.TwilioError as exc:
+                found = reconcile.recordings_reconcile(since=start)
+            except twilio_api.TwilioError as exc:
                 raise CommandError(f"could not list recordings at Twilio: {exc}") from None
             self.stderr.write(f"reconciled: seen {found.seen}, synced {found.synced}")
         candidates = archive_candidates(since=start)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from recordings import keys
+from recordings.custody import keys
 
 
 class Command(BaseCommand):

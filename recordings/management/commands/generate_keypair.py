@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from recordings import keys, twilio_client
+from recordings.custody import keys
+from recordings.integrations import twilio_api
 
 
 class Command(BaseCommand):
@@ -36,7 +37,7 @@ class Command(BaseCommand):
             key = keys.private_key_generate(
                 bits=bits, register=register, friendly_name=friendly_name
             )
-        except (keys.KeyCustodyError, twilio_client.TwilioError) as exc:
+        except (keys.KeyCustodyError, twilio_api.TwilioError) as exc:
             raise CommandError(str(exc)) from None
         if key.public_key_sid:
             self.stdout.write(f"public key SID: {key.public_key_sid}")

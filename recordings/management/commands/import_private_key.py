@@ -8,7 +8,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from recordings import keys
+from recordings.custody import keys
 
 MAX_PEM_BYTES = 64 * 1024  # a 16384-bit PEM key is about 12 KiB
 

@@ -7,7 +7,8 @@ from datetime import date
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from recordings import services, twilio_client
+from recordings.ingest import reconcile
+from recordings.integrations import twilio_api
 
 
 def _date(value: str) -> date:
@@ -31,10 +32,10 @@ class Command(BaseCommand):
         start = _date(since)
         with tqdm(desc="recordings", unit="rec", disable=no_progress, file=self.stderr._out) as bar:
             try:
-                summary = services.recordings_reconcile(
+                summary = reconcile.recordings_reconcile(
                     since=start, on_progress=lambda _resource: bar.update(1)
                 )
-            except twilio_client.TwilioError as exc:
+            except twilio_api.TwilioError as exc:
                 raise CommandError(f"reconciliation stopped: {exc}") from None
         self.stdout.write(
             f"seen {summary.seen}, synced {summary.synced}, "

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from recordings import services, twilio_client
+from recordings.custody import subaccounts
+from recordings.integrations import twilio_api
 
 
 class Command(BaseCommand):
@@ -12,7 +13,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         try:
-            count = services.subaccounts_refresh()
-        except twilio_client.TwilioError as exc:
+            count = subaccounts.subaccounts_refresh()
+        except twilio_api.TwilioError as exc:
             raise CommandError(f"refresh failed: {exc}") from None
         self.stdout.write(f"{count} subaccounts")

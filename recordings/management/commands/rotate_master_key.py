@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from portal.sealing import SealingError, current_master_key_id
-from recordings import keys
+from recordings.custody import keys
 
 
 class Command(BaseCommand):

@@ -13,9 +13,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.rules_file import rules_load
-from recordings import storage
-from recordings.models import MediaLocation, Recording, RecordingStatus, SyncState
 from faketwilio.recording_formats import make_wav
+from recordings.integrations import storage
+from recordings.models import MediaLocation, Recording, RecordingStatus, SyncState
 
 DEMO_ACCOUNT_SID = "AC" + "d" * 32
 DEMO_USERNAME = "demo"

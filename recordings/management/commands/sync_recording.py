@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from recordings import services, twilio_client
+from portal.sids import RECORDING_SID
+from recordings.ingest import sync
+from recordings.integrations import twilio_api
 
 
 class Command(BaseCommand):
@@ -15,11 +17,11 @@ class Command(BaseCommand):
         parser.add_argument("--account-sid", help="the subaccount that owns it, if not the main")
 
     def handle(self, *args, recording_sid: str, account_sid: str | None, **options) -> None:
-        if not services.RECORDING_SID.match(recording_sid):
+        if not RECORDING_SID.fullmatch(recording_sid):
             raise CommandError(f"{recording_sid!r} is not a recording SID (RE + 32 hex digits)")
         try:
-            recording = services.recording_sync(sid=recording_sid, account_sid=account_sid)
-        except twilio_client.TwilioError as exc:
+            recording = sync.recording_sync(sid=recording_sid, account_sid=account_sid)
+        except twilio_api.TwilioError as exc:
             raise CommandError(f"sync failed: {exc}") from None
         where = recording.media_location
         if recording.media_bucket:

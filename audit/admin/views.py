@@ -1,0 +1,289 @@
+"""The audit admin's own pages: dashboard, chain verification, export of the current filter,
+a recording's timeline, an identity's activity, the rule tester and the rules-file import.
+
+Views stay thin: they check the permission, call one selector or service, write the access-log
+row the page owes (``audit.staff_actions``) and render. Who may open what:
+
+* access log pages (dashboard, verify, export, timelines): ``audit.view_accesslog``;
+* rule tester and rules export: ``audit.view_accessrule``;
+* rules import: ``audit.add_accessrule`` and ``audit.change_accessrule``.
+
+The admin site itself (``admin_view``) already sent anonymous users and non-staff to the login
+page; a staff member without the permission gets 403.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.core.exceptions import PermissionDenied
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseRedirect,
+    StreamingHttpResponse,
+)
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+
+from audit.admin import selectors
+from audit.admin.chart import daily_bar_chart
+from audit.admin.forms import RulesImportForm, RuleTestForm
+from audit.decisions import access_decide, access_explain
+from audit.export import COLUMNS, csv_lines, jsonl_lines
+from audit.models import AccessAction, AccessRule, ChainCheck
+from audit.rules_file import (
+    RulePreview,
+    RulesFileError,
+    rules_dump_text,
+    rules_load,
+    rules_preview,
+    rules_state_fingerprint,
+)
+from audit.services import chain_check_run
+from audit.staff_actions import query_detail, request_context, staff_action_log, staff_identity
+from portal.sids import RECORDING_SID
+from recordings.models import Recording
+
+EXPORT_FORMATS = {
+    "csv": ("text/csv; charset=utf-8", "csv"),
+    "jsonl": ("application/x-ndjson", "jsonl"),
+}
+
+
+def _require(request: HttpRequest, *permissions: str) -> None:
+    if not request.user.has_perms(permissions):
+        raise PermissionDenied
+
+
+def _context(request: HttpRequest, model_admin: admin.ModelAdmin, title: str) -> dict[str, Any]:
+    return {
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.model._meta,
+        "title": title,
+    }
+
+
+# --- Access log pages ------------------------------------------------------------------------
+
+
+def dashboard(request: HttpRequest, model_admin: admin.ModelAdmin) -> HttpResponse:
+    """The compliance dashboard (``audit.admin.selectors.dashboard``) with its SVG chart."""
+    _require(request, "audit.view_accesslog")
+    staff_action_log(request, action=AccessAction.ADMIN_VIEW, reason_code="dashboard")
+    data = selectors.dashboard(now=timezone.now())
+    context = {
+        **_context(request, model_admin, "Compliance dashboard"),
+        "dashboard": data,
+        "chart": daily_bar_chart(data.per_day),
+        "bulk_threshold": settings.AUDIT_ALERT_BULK_ACCESS_PER_HOUR,
+    }
+    return TemplateResponse(request, "admin/audit/dashboard.html", context)
+
+
+def verify(request: HttpRequest, model_admin: admin.ModelAdmin) -> HttpResponse:
+    """GET: the last verifications; POST: verify the whole chain now, then show the result."""
+    _require(request, "audit.view_accesslog")
+    if request.method == "POST":
+        check = chain_check_run(
+            trigger="admin", actor=staff_identity(request), **request_context(request)
+        )
+        if check.ok:
+            messages.success(request, f"The audit chain is intact: {check.message}.")
+        else:
+            messages.error(request, f"The audit chain is BROKEN: {check.message}")
+        return HttpResponseRedirect(reverse("admin:audit_accesslog_verify"))
+    checks = list(ChainCheck.objects.order_by("-checked_at", "-id")[:10])
+    context = {
+        **_context(request, model_admin, "Verify audit chain"),
+        "latest": checks[0] if checks else None,
+        "checks": checks,
+    }
+    return TemplateResponse(request, "admin/audit/verify.html", context)
+
+
+def export(request: HttpRequest, model_admin: admin.ModelAdmin, fmt: str) -> HttpResponse:
+    """The rows of the access log's current filter and search, oldest first, streamed as CSV
+    (safe to open in a spreadsheet) or JSON Lines (exact values, like ``export_audit_log``)."""
+    _require(request, "audit.view_accesslog")
+    if fmt not in EXPORT_FORMATS:
+        raise Http404("unknown export format")
+    try:
+        changelist = model_admin.get_changelist_instance(request)
+    except IncorrectLookupParameters:
+        messages.error(request, "The filter is not valid; nothing was exported.")
+        return HttpResponseRedirect(reverse("admin:audit_accesslog_changelist"))
+    staff_action_log(
+        request,
+        action=AccessAction.ADMIN_EXPORT,
+        reason_code=f"access_log_{fmt}",
+        detail={"filters": query_detail(request.GET)},
+    )
+    rows = changelist.queryset.order_by("sequence").values_list(*COLUMNS).iterator(chunk_size=2000)
+    lines = csv_lines(rows, spreadsheet_safe=True) if fmt == "csv" else jsonl_lines(rows)
+    content_type, extension = EXPORT_FORMATS[fmt]
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    response = StreamingHttpResponse(lines, content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="access-log-{stamp}.{extension}"'
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def identity(request: HttpRequest, model_admin: admin.ModelAdmin) -> HttpResponse:
+    """Everything one identity (``?identity=``) opened, grouped by recording."""
+    _require(request, "audit.view_accesslog")
+    subject = request.GET.get("identity", "").strip()[:255]
+    activity = None
+    if subject:
+        staff_action_log(
+            request,
+            action=AccessAction.ADMIN_VIEW,
+            reason_code="identity_activity",
+            detail={"subject": subject},
+        )
+        activity = selectors.identity_activity(identity=subject)
+    context = {
+        **_context(request, model_admin, f"Opened by {subject}" if subject else "Identity"),
+        "subject": subject,
+        "activity": activity,
+        "bytes_served": selectors.playback_bytes(identity=subject) if subject else 0,
+    }
+    return TemplateResponse(request, "admin/audit/identity.html", context)
+
+
+def recording_timeline(
+    request: HttpRequest, model_admin: admin.ModelAdmin, sid: str
+) -> HttpResponse:
+    """One recording SID's timeline, including SIDs the portal no longer has a row for."""
+    _require(request, "audit.view_accesslog")
+    if not RECORDING_SID.fullmatch(sid):
+        raise Http404("not a recording SID")
+    context = {
+        **_context(request, model_admin, f"Timeline of {sid}"),
+        **recording_page_context(request, sid),
+    }
+    return TemplateResponse(request, "admin/audit/recording_timeline.html", context)
+
+
+def recording_page_context(request: HttpRequest, sid: str) -> dict[str, Any]:
+    """Log the view of recording ``sid``'s page and answer its timeline for the template.
+
+    Used by the timeline page and by the recording's own admin page; the timeline needs
+    ``audit.view_accesslog`` (without it the page shows no timeline, and nothing is logged).
+    """
+    if not request.user.has_perm("audit.view_accesslog"):
+        return {"timeline": None}
+    staff_action_log(
+        request,
+        action=AccessAction.ADMIN_VIEW,
+        reason_code="recording_page",
+        recording_sid=sid,
+    )
+    return {"timeline": selectors.recording_timeline(sid=sid)}
+
+
+def recording_change_context(request: HttpRequest, recording: Recording) -> dict[str, Any]:
+    """The extra context of a ``Recording``'s admin page: its timeline (see above)."""
+    return recording_page_context(request, recording.sid)
+
+
+# --- Rules -----------------------------------------------------------------------------------
+
+
+def rule_test(request: HttpRequest, model_admin: admin.ModelAdmin) -> HttpResponse:
+    """Decide for an entered caller and recording with ``access_decide`` (what url_provider
+    would answer), and show for every rule whether it applies and why not."""
+    _require(request, "audit.view_accessrule")
+    form = RuleTestForm(request.GET if "identity" in request.GET else None)
+    decision = checks = None
+    if form.is_valid():
+        caller, facts, now = form.caller(), form.recording_facts(), form.moment()
+        decision = access_decide(caller=caller, recording=facts, now=now)
+        rules = list(AccessRule.objects.order_by("name"))
+        checks = access_explain(caller=caller, recording=facts, now=now, rules=rules)
+    context = {
+        **_context(request, model_admin, "Test the access rules"),
+        "form": form,
+        "decision": decision,
+        "checks": checks,
+        "focus": request.GET.get("rule", ""),
+    }
+    return TemplateResponse(request, "admin/audit/accessrule/test.html", context)
+
+
+def rules_import(request: HttpRequest, model_admin: admin.ModelAdmin) -> HttpResponse:
+    """Upload or paste a rules file; see what it would change; confirm to load it.
+
+    The confirmation carries a fingerprint of what was previewed (the rules in the database,
+    the file's text and the replace choice): if any of them changed in between, the preview is
+    shown again instead of loading something the officer did not see.
+    """
+    _require(request, "audit.add_accessrule", "audit.change_accessrule")
+    form = (
+        RulesImportForm(request.POST, request.FILES)
+        if request.method == "POST"
+        else RulesImportForm()
+    )
+    preview = None
+    stale = False
+    if request.method == "POST" and form.is_valid():
+        data, replace = form.cleaned_data["parsed"], form.cleaned_data["replace"]
+        fingerprint = _preview_fingerprint(form.cleaned_data["text"], replace)
+        confirmed = "confirm" in request.POST
+        stale = confirmed and form.cleaned_data["fingerprint"] != fingerprint
+        try:
+            if confirmed and not stale:
+                summary = rules_load(data, replace=replace, actor=staff_identity(request))
+                messages.success(request, f"Rules file loaded: {summary}.")
+                return HttpResponseRedirect(reverse("admin:audit_accessrule_changelist"))
+            preview = rules_preview(data, replace=replace)
+        except RulesFileError as exc:
+            for problem in exc.problems:
+                form.add_error(None, problem)
+        else:
+            form = RulesImportForm(
+                initial={
+                    "content": form.cleaned_data["text"],
+                    "replace": replace,
+                    "fingerprint": fingerprint,
+                }
+            )
+    context = {
+        **_context(request, model_admin, "Import access rules"),
+        "form": form,
+        "preview": None if preview is None else [_preview_row(item) for item in preview],
+        "stale": stale,
+        "changes": [item for item in preview or [] if item.change != "unchanged"],
+    }
+    return TemplateResponse(request, "admin/audit/accessrule/import.html", context)
+
+
+def _preview_row(item: RulePreview) -> dict[str, Any]:
+    """One previewed rule for the template, its values shown as they read in the file."""
+    return {
+        "name": item.name,
+        "change": item.change,
+        "fields": [(name, json.dumps(old), json.dumps(new)) for name, old, new in item.fields],
+    }
+
+
+def _preview_fingerprint(text: str, replace: bool) -> str:
+    state = f"{rules_state_fingerprint()}\n{replace}\n{text}"
+    return hashlib.sha256(state.encode()).hexdigest()
+
+
+def rules_export(request: HttpRequest, model_admin: admin.ModelAdmin) -> HttpResponse:
+    """The enabled rules as a rules file (what ``export_access_rules`` prints)."""
+    _require(request, "audit.view_accessrule")
+    response = HttpResponse(rules_dump_text(), content_type="application/json")
+    response["Content-Disposition"] = 'attachment; filename="access-rules.json"'
+    response["Cache-Control"] = "no-store"
+    return response

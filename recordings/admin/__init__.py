@@ -1,0 +1,442 @@
+"""Admin pages for recordings, their callbacks and the accepted Twilio subaccounts.
+
+Recordings are Twilio's facts: nobody edits them here. Officers can see sync failures and ask
+for a fresh sync.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ActionForm
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+
+from audit.admin.views import recording_change_context
+from audit.staff_actions import request_context, staff_action_log, staff_identity
+from portal.admin_site import ComplianceAdminSite
+from recordings import jobs
+from recordings.admin.twilio_settings import storage_urls
+from recordings.custody import keys
+from recordings.ingest import sync
+from recordings.integrations import twilio_api
+from recordings.lifecycle import retention
+from recordings.media import encrypted
+from recordings.models import (
+    ArchivePolicy,
+    LegalHold,
+    PrivateKey,
+    Recording,
+    RecordingEvent,
+    RetentionPolicy,
+    TwilioSubaccount,
+)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """An admin page where rows can be looked at, never added, changed or deleted."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(Recording)
+class RecordingAdmin(ReadOnlyAdmin):
+    list_display = (
+        "sid",
+        "status",
+        "sync_state",
+        "start_time",
+        "duration_seconds",
+        "channels",
+        "source",
+        "media_location",
+        "archive_state",
+        "is_encrypted",
+        "account_sid",
+    )
+    list_filter = (
+        "sync_state",
+        "status",
+        "media_location",
+        "archive_state",
+        "source",
+        "encryption_type",
+    )
+    search_fields = ("=sid", "=call_sid", "=account_sid")
+    date_hierarchy = "start_time"
+    show_full_result_count = False
+    actions = ("sync_now", "archive_now", "delete_now")
+    exclude = ("encryption_cek",)
+    # The page ends with the recording's timeline (``audit.admin.selectors.recording_timeline``).
+    change_form_template = "admin/recordings/recording/change_form.html"
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url="", extra_context=None):
+        """The recording's page with its timeline; viewing it is written to the access log."""
+        recording = self.get_object(request, object_id)
+        if recording is not None and self.has_view_or_change_permission(request, recording):
+            timeline = recording_change_context(request, recording)
+            extra_context = {**(extra_context or {}), **timeline}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    @admin.display(boolean=True, description="encrypted")
+    def is_encrypted(self, obj: Recording) -> bool:
+        return obj.is_encrypted
+
+    def has_sync_permission(self, request: HttpRequest) -> bool:
+        """Asking Twilio again changes nothing by hand, but is still an operator's action."""
+        return request.user.has_perm("recordings.change_recording")
+
+    @admin.action(description="Sync the selected recordings from Twilio now", permissions=["sync"])
+    def sync_now(self, request: HttpRequest, queryset: QuerySet[Recording]) -> None:
+        done = 0
+        for recording in queryset[:100]:
+            try:
+                sync.recording_sync(sid=recording.sid, account_sid=recording.account_sid)
+                done += 1
+            except twilio_api.TwilioError as exc:
+                self.message_user(request, f"{recording.sid}: {exc}", messages.ERROR)
+        if done:
+            self.message_user(request, f"{done} recordings synced.", messages.SUCCESS)
+
+    @admin.action(
+        description="Archive the selected recordings from Twilio now (queued)",
+        permissions=["sync"],
+    )
+    def archive_now(self, request: HttpRequest, queryset: QuerySet[Recording]) -> None:
+        """Queue the archive of recordings still at Twilio, e.g. after fixing what made one
+        fail; the archive policy still decides whether and where."""
+        queued = jobs.queue_recording_archives(queryset.values_list("pk", flat=True)[:1000])
+        self.message_user(request, f"{queued} recordings queued for archiving.", messages.SUCCESS)
+
+    def has_retention_delete_permission(self, request: HttpRequest) -> bool:
+        """Deleting recordings by hand is for superusers only."""
+        return bool(request.user.is_active and request.user.is_superuser)
+
+    @admin.action(
+        description="Delete the selected recordings (hidden now, media deleted after the grace "
+        "period)",
+        permissions=["retention_delete"],
+    )
+    def delete_now(self, request: HttpRequest, queryset: QuerySet[Recording]) -> None:
+        """Soft-delete by hand, audited as ``admin:<user>``; recordings under a legal hold are
+        refused, with a message and a ``denied`` audit row each."""
+        context = {"identity": staff_identity(request), **request_context(request)}
+        deleted = 0
+        for recording_id in queryset.values_list("pk", flat=True)[:1000]:
+            try:
+                retention.recording_soft_delete(
+                    recording_id=recording_id, policy=context["identity"], context=context
+                )
+                deleted += 1
+            except retention.RecordingHeld as exc:
+                self.message_user(
+                    request,
+                    f"{exc.recording.sid} is under legal hold {exc.hold} and was not deleted.",
+                    messages.ERROR,
+                )
+        if deleted:
+            self.message_user(
+                request, f"{deleted} recordings hidden and queued for deletion.", messages.SUCCESS
+            )
+
+
+class AuditedSettingsAdmin(admin.ModelAdmin):
+    """An admin whose saves and deletes are written to the access log with the old and new
+    value of each field in ``audited_fields``; subclasses say how (``_log``)."""
+
+    audited_fields: tuple[str, ...] = ()
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        """Save, and log who changed which setting from what to what."""
+        model = type(obj)
+        before = model.objects.filter(pk=obj.pk).values(*self.audited_fields).first() or {}
+        super().save_model(request, obj, form, change)
+        changes = {
+            name: {"old": before.get(name), "new": getattr(obj, name)}
+            for name in self.audited_fields
+            if before.get(name) != getattr(obj, name)
+        }
+        self._log(request, obj, "changed" if change else "created", changes)
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        """Delete, and log it."""
+        super().delete_model(request, obj)
+        self._log(request, obj, "deleted", {})
+
+    @staticmethod
+    def _log(request: HttpRequest, obj: Any, what: str, changes: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+
+@admin.register(ArchivePolicy)
+class ArchivePolicyAdmin(AuditedSettingsAdmin):
+    """Per-account archive settings: where recordings Twilio holds are copied, and whether
+    they are then deleted at Twilio."""
+
+    list_display = (
+        "__str__",
+        "enabled",
+        "bucket",
+        "key_prefix",
+        "delete_at_twilio_after_archive",
+        "updated_at",
+    )
+    list_filter = ("enabled", "delete_at_twilio_after_archive")
+    search_fields = ("=account_sid",)
+    # A policy decides whether recordings are deleted at Twilio: every change is logged.
+    audited_fields = (
+        "account_sid",
+        "enabled",
+        "bucket",
+        "key_prefix",
+        "delete_at_twilio_after_archive",
+    )
+
+    @staticmethod
+    def _log(request: HttpRequest, obj: ArchivePolicy, what: str, changes: dict[str, Any]) -> None:
+        staff_action_log(
+            request,
+            action="twilio_config",
+            reason_code="archive_policy",
+            detail={"policy": str(obj), "what": what, "changes": changes},
+        )
+
+
+@admin.register(RetentionPolicy)
+class RetentionPolicyAdmin(AuditedSettingsAdmin):
+    """How long recordings are kept: superusers change policies, viewers read them; every
+    change is written to the access log with its old and new values."""
+
+    list_display = (
+        "name",
+        "enabled",
+        "keep_days",
+        "hard_delete_grace_days",
+        "account_sids",
+        "sources",
+        "updated_at",
+    )
+    list_filter = ("enabled",)
+    search_fields = ("name",)
+    audited_fields = (
+        "name",
+        "enabled",
+        "account_sids",
+        "sources",
+        "keep_days",
+        "hard_delete_grace_days",
+    )
+
+    def _superuser(self, request: HttpRequest) -> bool:
+        return bool(request.user.is_active and request.user.is_superuser)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return self._superuser(request)
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return self._superuser(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return self._superuser(request)
+
+    @staticmethod
+    def _log(
+        request: HttpRequest, obj: RetentionPolicy, what: str, changes: dict[str, Any]
+    ) -> None:
+        staff_action_log(
+            request,
+            action="retention_policy",
+            reason_code=what,
+            detail={"policy": obj.name[:100], "changes": changes},
+        )
+
+
+class ReleaseActionForm(ActionForm):
+    """The action bar of the legal-hold list, with the release reason the release asks for."""
+
+    release_reason = forms.CharField(required=False, label="Release reason")
+
+
+@admin.register(LegalHold)
+class LegalHoldAdmin(admin.ModelAdmin):
+    """Legal holds: placed with a reason and a case reference, then read-only until released
+    (the release action asks for a reason); never deleted. Placing and releasing are audited."""
+
+    list_display = ("__str__", "reason", "created_by", "created_at", "released_at", "released_by")
+    list_filter = (("released_at", admin.EmptyFieldListFilter),)
+    search_fields = ("case_reference", "reason")
+    fields = (
+        "reason",
+        "case_reference",
+        "recording_sids",
+        "call_sids",
+        "started_from",
+        "started_until",
+        "created_by",
+        "created_at",
+        "released_at",
+        "released_by",
+        "release_reason",
+    )
+    readonly_fields = ("created_by", "created_at", "released_at", "released_by", "release_reason")
+    actions = ("release",)
+    action_form = ReleaseActionForm
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None) -> tuple[str, ...]:
+        # A placed hold is evidence: it is released, never edited.
+        return self.fields if obj is not None else self.readonly_fields
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: LegalHold, form: Any, change: bool) -> None:
+        """Place the hold (a new one only: placed holds are read-only), and audit it."""
+        if change:
+            return
+        obj.created_by = request.user.get_username()
+        super().save_model(request, obj, form, change)
+        staff_action_log(
+            request,
+            action="legal_hold",
+            reason_code="created",
+            detail={
+                "hold": obj.pk,
+                "case": obj.case_reference[:100],
+                "recordings": len(obj.recording_sids),
+                "calls": len(obj.call_sids),
+                "range": [
+                    obj.started_from.isoformat() if obj.started_from else None,
+                    obj.started_until.isoformat() if obj.started_until else None,
+                ],
+            },
+        )
+
+    @admin.action(description="Release the selected holds (give a reason)", permissions=["change"])
+    def release(self, request: HttpRequest, queryset: QuerySet[LegalHold]) -> None:
+        """Release holds with the reason typed beside the action, each audited."""
+        reason = request.POST.get("release_reason", "").strip()
+        if not reason:
+            self.message_user(request, "Give a release reason to release a hold.", messages.ERROR)
+            return
+        context = {"identity": staff_identity(request), **request_context(request)}
+        released = 0
+        for hold in queryset.filter(released_at__isnull=True):
+            retention.legal_hold_release(
+                hold_id=hold.pk,
+                released_by=request.user.get_username(),
+                reason=reason,
+                context=context,
+            )
+            released += 1
+        self.message_user(request, f"{released} holds released.", messages.SUCCESS)
+
+
+@admin.register(RecordingEvent)
+class RecordingEventAdmin(ReadOnlyAdmin):
+    list_display = (
+        "recording_sid",
+        "recording_status",
+        "state",
+        "received_at",
+        "deliveries",
+        "attempts",
+        "next_attempt_at",
+        "last_error",
+    )
+    list_filter = ("state", "recording_status")
+    search_fields = ("=recording_sid", "=account_sid")
+    show_full_result_count = False
+
+
+@admin.register(TwilioSubaccount)
+class TwilioSubaccountAdmin(ReadOnlyAdmin):
+    list_display = ("sid", "friendly_name", "status", "refreshed_at")
+    exclude = ("sealed_auth_token",)
+
+
+@admin.register(PrivateKey)
+class PrivateKeyAdmin(ReadOnlyAdmin):
+    """The private keys the portal holds, described, never shown: no field of the form, list
+    or export carries the private key or its sealed text. Keys come in through the
+    ``generate_keypair`` and ``import_private_key`` commands; only a superuser may delete one,
+    after a warning that the recordings encrypted for it become unplayable."""
+
+    list_display = (
+        "public_key_sid",
+        "friendly_name",
+        "fingerprint",
+        "key_size",
+        "created_at",
+        "last_used_at",
+        "master_key_id",
+    )
+    fields = (
+        "public_key_sid",
+        "friendly_name",
+        "fingerprint",
+        "key_size",
+        "public_key_pem",
+        "master_key_id",
+        "created_at",
+        "last_used_at",
+    )
+    readonly_fields = fields
+    search_fields = ("=public_key_sid", "fingerprint", "friendly_name")
+    show_full_result_count = False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return bool(request.user.is_active and request.user.is_superuser)
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        # One key at a time, each through the warning below.
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        if request.method == "GET" and self.has_delete_permission(request):
+            key = self.get_object(request, object_id)
+            if key is not None:
+                messages.warning(request, self.deletion_warning(key))
+        return super().delete_view(request, object_id, extra_context)
+
+    @staticmethod
+    def deletion_warning(key: PrivateKey) -> str:
+        """What deleting this key destroys, said before the confirmation button."""
+        affected = (
+            Recording.objects.filter(encryption_public_key_sid=key.public_key_sid).count()
+            if key.public_key_sid
+            else 0
+        )
+        return (
+            f"Deleting this private key cannot be undone. The {affected} recordings Twilio "
+            f"encrypted for {key} (and any video encrypted for it) become unplayable for good: "
+            "no one, Twilio included, can decrypt them without it. If Twilio still has this "
+            "public key registered, delete it there first so no new recording is encrypted "
+            "for it."
+        )
+
+    def delete_model(self, request: HttpRequest, obj: PrivateKey) -> None:
+        described = {"fingerprint": obj.fingerprint, "public_key_sid": obj.public_key_sid or ""}
+        row_id = obj.pk
+        super().delete_model(request, obj)
+        keys.key_caches_clear(private_key_id=row_id)
+        encrypted.content_key_caches_clear()
+        staff_action_log(
+            request, action="private_key_delete", reason_code="admin", detail=described
+        )
+
+
+# The Twilio storage settings pages belong to no model (see ``portal.admin_site``).
+cast(ComplianceAdminSite, admin.site).register_urls(storage_urls)

@@ -1,0 +1,256 @@
+"""The url_provider decision: who asks, for which recording, may they, and with what link.
+
+One function, ``url_provide``, turns a player's request into an answer and writes exactly one
+access-log row for it, whatever the outcome; the HTTP view only translates. The authorization
+decision itself is ``audit.decisions.access_decide``, the only place that decides.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from django.utils import timezone
+
+from audit.decisions import access_decide
+from audit.models import AccessLog
+from audit.services import access_log_append
+from portal.sids import RECORDING_SID
+from recordings.integrations import twilio_api
+from recordings.media.body import MediaBody, MediaError, MediaRangeNotSatisfiable
+from recordings.media.opener import media_open
+from recordings.models import MediaLink, MediaLocation, Recording, RecordingStatus
+from recordings.playback import flex_auth, links
+
+logger = logging.getLogger(__name__)
+
+ACTION = "url_provider"
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """What the access log keeps about the request itself."""
+
+    client_ip: str | None = None
+    user_agent: str = ""
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The HTTP answer: status and JSON body (``media_url``, or ``error`` and ``detail``)."""
+
+    status: int
+    body: dict[str, str]
+
+
+def _audit(
+    action: str, outcome: str, reason: str, context: RequestContext, **fields: Any
+) -> AccessLog:
+    return access_log_append(
+        action=action,
+        outcome=outcome,
+        reason_code=reason,
+        client_ip=context.client_ip,
+        user_agent=context.user_agent,
+        request_id=context.request_id,
+        **fields,
+    )
+
+
+def _is_deleted(recording: Recording) -> bool:
+    """Deleted, or hidden by retention (soft-deleted, whether or not a legal hold keeps its
+    media): either way it is never played."""
+    return recording.status == RecordingStatus.DELETED or recording.soft_deleted_at is not None
+
+
+# What url_provider reads of a recording: whether it may be played (status, soft deletion), the
+# facts rules look at, and where the media is. Other fields load on first use (one query each).
+_PLAYBACK_FIELDS = (
+    "id",
+    "sid",
+    "account_sid",
+    "source",
+    "call_sid",
+    "start_time",
+    "date_created",
+    "status",
+    "soft_deleted_at",
+    "media_location",
+    "media_bucket",
+    "media_key",
+    "encryption_type",
+)
+
+
+def recording_for_playback(*, sid: str) -> Recording | None:
+    """The recording url_provider is asked for, with only the fields it decides on, or None."""
+    return Recording.objects.only(*_PLAYBACK_FIELDS).filter(sid=sid).first()
+
+
+def _error(status: int, code: str, detail: str) -> Answer:
+    return Answer(status, {"error": code, "detail": detail})
+
+
+def url_provide(
+    *,
+    authorization: str | None,
+    recording_sid: str | None,
+    base_url: str,
+    context: RequestContext,
+) -> Answer:
+    """Answer a Flex Insights Player's request for a recording, and audit it.
+
+    200 with ``media_url``; 400 bad or missing SID; 401 missing/invalid/expired token;
+    403 no rule allows it; 404 no such recording, or deleted, or no media; 503 Twilio IAM
+    unreachable (fail closed).
+    """
+    audit: dict[str, Any] = {"recording_sid": (recording_sid or "")[:34]}
+
+    def record(outcome: str, reason: str, **fields: Any) -> AccessLog:
+        return _audit(ACTION, outcome, reason, context, **{**audit, **fields})
+
+    def finish(answer: Answer, outcome: str, reason: str, **fields: Any) -> Answer:
+        record(outcome, reason, **fields)
+        return answer
+
+    if not recording_sid:
+        return finish(
+            _error(400, "missing_recording_sid", "Pass ?recording_sid=RE… (or ?recording=)."),
+            "error",
+            "missing_recording_sid",
+        )
+    if not RECORDING_SID.fullmatch(recording_sid):
+        return finish(
+            _error(400, "malformed_recording_sid", "A recording SID is RE and 32 hex digits."),
+            "error",
+            "malformed_recording_sid",
+        )
+    try:
+        caller = flex_auth.flex_token_validate(flex_auth.token_from_authorization(authorization))
+    except flex_auth.FlexAuthError as exc:
+        detail = {"twilio_code": exc.twilio_code} if exc.twilio_code else None
+        return finish(_error(401, exc.code, exc.detail), "denied", exc.code, detail=detail)
+    except twilio_api.TwilioError as exc:
+        logger.warning("Flex token validation unavailable: %s", exc)
+        return finish(
+            _error(503, "token_validation_unavailable", "Twilio could not validate the token now."),
+            "error",
+            "token_validation_unavailable",
+        )
+    audit.update(
+        identity=caller.identity,
+        realm_user_id=caller.realm_user_id,
+        worker_sid=caller.worker_sid,
+        roles=caller.roles,
+    )
+
+    recording = recording_for_playback(sid=recording_sid)
+    if recording is None or _is_deleted(recording):
+        reason = "recording_not_found" if recording is None else "recording_deleted"
+        return finish(_error(404, reason, "No such recording."), "denied", reason)
+
+    now = timezone.now()
+    decision = access_decide(
+        caller=caller.as_caller(), recording=recording.access_facts(), now=now
+    )
+    if not decision.allowed:
+        return finish(
+            _error(403, "forbidden", "No access rule allows you this recording."),
+            "denied",
+            decision.reason_code,
+            rule_name=decision.rule_name or "",
+        )
+    if recording.media_location == MediaLocation.UNKNOWN:
+        return finish(
+            _error(404, "no_media", "This recording has no stored media."),
+            "denied",
+            "no_media",
+            rule_name=decision.rule_name or "",
+        )
+
+    # The link is made first and handed out only after its audit row is written: a failure in
+    # between leaves an unused link, never an unaudited one.
+    issued = links.media_link_issue(
+        recording=recording,
+        link_id=uuid.uuid4(),
+        base_url=base_url,
+        identity=caller.identity,
+        realm_user_id=caller.realm_user_id,
+        worker_sid=caller.worker_sid,
+        roles=caller.roles,
+        now=now,
+    )
+    row = record(
+        "allowed", decision.reason_code, rule_name=decision.rule_name or "", link_id=issued.link_id
+    )
+    if issued.kind == "portal":
+        links.media_link_bind(link_id=issued.link_id, access_log_sequence=row.sequence)
+    return Answer(200, {"media_url": issued.url})
+
+
+MEDIA_ACTION = "media_fetch"
+
+
+@dataclass
+class MediaAnswer:
+    """What the media endpoint sends: an error (status and JSON body), or the media body of
+    an accepted link."""
+
+    status: int
+    error: dict[str, str] | None = None
+    body: MediaBody | None = None
+    link: MediaLink | None = None
+    size: int | None = None  # the media's size, for a 416's Content-Range
+
+
+def media_serve(
+    *, link_id: uuid.UUID, token: str, range_header: str | None, context: RequestContext
+) -> MediaAnswer:
+    """Check a media link and open its recording, whole or the requested range.
+
+    A refused link (unknown, wrong token, expired) answers 403 with an audit row; a media
+    failure answers its own status with an audit row; the first successful fetch of a link is
+    audited, later ones (seeking) are counted on the link and summarised when it expires.
+    """
+
+    def record(outcome: str, reason: str, link: MediaLink | None, **fields: Any) -> None:
+        subject: dict[str, Any] = {"link_id": str(link_id)}
+        if link is not None:
+            subject.update(
+                identity=link.identity,
+                realm_user_id=link.realm_user_id,
+                worker_sid=link.worker_sid,
+                roles=link.roles,
+                recording_sid=link.recording.sid,
+            )
+        _audit(MEDIA_ACTION, outcome, reason, context, **subject, **fields)
+
+    try:
+        link = links.media_link_resolve(link_id=link_id, token=token)
+    except links.LinkRefused as exc:
+        record("denied", exc.reason, exc.link)
+        return MediaAnswer(403, error={"error": exc.reason, "detail": exc.detail})
+    if _is_deleted(link.recording):
+        # A link issued before the recording was deleted dies with it.
+        record("denied", "recording_deleted", link)
+        return MediaAnswer(
+            404, error={"error": "recording_deleted", "detail": "No such recording."}
+        )
+    try:
+        body = media_open(recording=link.recording, range_header=range_header)
+    except MediaError as exc:
+        record("error", exc.code, link)
+        error = {"error": exc.code, "detail": str(exc) or exc.code}
+        size = exc.size if isinstance(exc, MediaRangeNotSatisfiable) else None
+        return MediaAnswer(exc.status, error=error, size=size)
+    if links.media_link_note_fetch(link=link):
+        record(
+            "allowed",
+            "playback_started",
+            link,
+            detail={"range": f"{body.start}-{body.end - 1}/{body.size}" if body.partial else "all"},
+        )
+    return MediaAnswer(206 if body.partial else 200, body=body, link=link)
