@@ -18,7 +18,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 venv: $(STAMP)
 
 # The demo talks to the project's fake Twilio (tokens demo-supervisor-token, demo-agent-token).
-DEMO_ENV := TWILIO_ACCOUNT_SID=ACdddddddddddddddddddddddddddddddd \
+DEMO_ENV := DJANGO_DEBUG=1 TWILIO_ACCOUNT_SID=ACdddddddddddddddddddddddddddddddd \
 	TWILIO_AUTH_TOKEN=demo0000000000000000000000000000 \
 	TWILIO_API_OVERRIDE=http://127.0.0.1:8799
 
@@ -40,7 +40,9 @@ browser:
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(PY) manage.py makemigrations --check --dry-run
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+	DJANGO_DEBUG=1 $(PY) manage.py makemigrations --check --dry-run
 	DJANGO_DEBUG=0 DJANGO_SECRET_KEY=lint-only-$$(date +%s)-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH \
 	  DJANGO_ALLOWED_HOSTS=portal.example.com PORTAL_MASTER_KEY=$$($(PY) -c "import base64,os;print(base64.urlsafe_b64encode(os.urandom(32)).decode())") \
 	  $(PY) manage.py check --deploy --fail-level WARNING

@@ -2,7 +2,7 @@
 
 ``access_decide`` takes facts (who is asking, which recording, when) and the access rules, and
 answers a ``Decision`` value that the caller both enforces and writes to the access log. Nothing
-else in the portal interprets rules. The semantics are those of CONTRACT.md's rules file:
+else in the portal interprets rules. The semantics are those of docs/contract.md's rules file:
 
 * A rule applies to a caller when each of its NON-EMPTY subject lists matches:
   ``identities`` (a shell-style glob, case-sensitive, matched against the caller's ``identity``

@@ -24,7 +24,7 @@ class RuleEffect(models.TextChoices):
     DENY = "deny", "deny"
 
 
-# A rule's own fields, in the rules file's order (CONTRACT.md); bookkeeping fields excluded.
+# A rule's own fields, in the rules file's order (docs/contract.md); bookkeeping fields excluded.
 ACCESS_RULE_FIELDS = (
     "name",
     "effect",
@@ -42,7 +42,7 @@ ACCESS_RULE_FIELDS = (
 
 
 class AccessRule(models.Model):
-    """One authorization rule, in the shape of the rules file in CONTRACT.md.
+    """One authorization rule, in the shape of the rules file in docs/contract.md.
 
     Subjects: ``identities`` (shell-style globs against the Flex token's ``identity`` or
     ``realm_user_id``), ``worker_sids`` (exact), ``roles`` (the caller holds at least one). An

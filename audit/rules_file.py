@@ -1,4 +1,4 @@
-"""The access-rules file of CONTRACT.md: load it into ``AccessRule`` rows, dump the rows back.
+"""The access-rules file of docs/contract.md: load it into ``AccessRule`` rows, dump the rows back.
 
 A file lists the rules in force. ``rules_load`` checks the whole file before writing anything
 (unknown or missing fields at any level, wrong types, bad globs, dates, effects, duplicate names)
@@ -25,7 +25,7 @@ from audit.models import ACCESS_RULE_FIELDS, AccessRule
 from audit.services import access_rule_change_log, access_rule_values
 from audit.validation import AccessRuleInvalid, access_rule_validate
 
-# Field order of a rule in the file, as in CONTRACT.md.
+# Field order of a rule in the file, as in docs/contract.md.
 RULE_KEYS = (
     "name",
     "effect",
@@ -312,7 +312,7 @@ def _timestamp(value: datetime | None) -> str | None:
 
 
 def rules_dump() -> dict[str, Any]:
-    """The enabled rules, ordered by name, in the rules-file format of CONTRACT.md.
+    """The enabled rules, ordered by name, in the rules-file format of docs/contract.md.
 
     Disabled rules are left out: the file lists the rules in force, and importing it must not
     bring a disabled rule back.

@@ -1,5 +1,6 @@
 """HTTP concerns shared by the portal's public endpoints: who the client is (behind trusted
-proxies only) and CORS for the Flex origins."""
+proxies only) and what every access-log row keeps of a request. CORS for the Flex origins is
+django-cors-headers' (see ``CORS_*`` in the settings)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,6 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-CORS_ALLOWED_HEADERS = "Authorization, Cache-Control, Pragma, Range"
-CORS_EXPOSED_HEADERS = "Content-Length, Content-Range, Accept-Ranges, X-Request-ID"
-CORS_MAX_AGE_SECONDS = 600
 
 
 @functools.cache
@@ -59,40 +57,3 @@ def request_audit_fields(request: HttpRequest) -> dict[str, Any]:
         "user_agent": request.headers.get("User-Agent", "")[:512],
         "request_id": getattr(request, "request_id", ""),
     }
-
-
-def allowed_origin(request: HttpRequest) -> str | None:
-    """The request's ``Origin`` when it is one of ``FLEX_ALLOWED_ORIGINS``, else None."""
-    origin = request.headers.get("Origin", "")
-    return origin if origin and origin in settings.FLEX_ALLOWED_ORIGINS else None
-
-
-def add_cors_headers(request: HttpRequest, response: HttpResponse) -> HttpResponse:
-    """CORS headers for an allowed Flex origin (the exact origin, never ``*``); none for
-    any other origin."""
-    response["Vary"] = "Origin"
-    origin = allowed_origin(request)
-    if origin:
-        response["Access-Control-Allow-Origin"] = origin
-        response["Access-Control-Expose-Headers"] = CORS_EXPOSED_HEADERS
-    return response
-
-
-def flex_cors(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Answer the browser's preflight for the Flex origins and add CORS headers to every
-    answer of ``view``. The preflight is not passed to the view (and so not audited)."""
-
-    @functools.wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if request.method == "OPTIONS":
-            response = HttpResponse(status=204)
-            origin = allowed_origin(request)
-            if origin:
-                response["Access-Control-Allow-Methods"] = "GET, HEAD, OPTIONS"
-                response["Access-Control-Allow-Headers"] = CORS_ALLOWED_HEADERS
-                response["Access-Control-Max-Age"] = str(CORS_MAX_AGE_SECONDS)
-            return add_cors_headers(request, response)
-        return add_cors_headers(request, view(request, *args, **kwargs))
-
-    wrapper.csrf_exempt = True  # type: ignore[attr-defined]
-    return wrapper

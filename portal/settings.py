@@ -2,13 +2,14 @@
 
 One module, two modes:
 
-* embedded (the default, no variables set): SQLite, files under ``media/``, a local-memory
-  cache, Celery tasks run eagerly, DEBUG on. ``make run`` gives a working demo.
-* production (``DJANGO_DEBUG=0``): refuses to start unless the secrets and hosts it needs are
-  set (see ``_REQUIRED_IN_PRODUCTION``), and turns on every transport-security setting that
-  ``manage.py check --deploy`` asks for.
+* production (the default): refuses to start unless the secrets and hosts it needs are set
+  (see ``_REQUIRED_IN_PRODUCTION``), and turns on every transport-security setting that
+  ``manage.py check --deploy`` asks for. A deployment that forgets a variable fails closed,
+  never runs with the public development keys below.
+* embedded (``DJANGO_DEBUG=1``, which ``make run`` and the test settings set): SQLite, files
+  under ``media/``, a local-memory cache, Celery tasks run eagerly, DEBUG on.
 
-Every variable is listed in ``../shared/CONTRACT.md`` and in the README's configuration table.
+Every variable is listed in ``docs/contract.md`` and in the README's configuration table.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
 
-DEBUG = env.bool("DJANGO_DEBUG", default=True)
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
 
 # The dev values below exist only so that a newcomer's first run works; production never sees
 # them because it refuses to start without the real ones.
@@ -36,8 +37,9 @@ if not DEBUG:
     _missing = [name for name in _REQUIRED_IN_PRODUCTION if not env.str(name, default="")]
     if _missing:
         raise ImproperlyConfigured(
-            "Production mode (DJANGO_DEBUG=0) needs these environment variables: "
+            "Production mode (the default) needs these environment variables: "
             + ", ".join(_missing)
+            + ". For the embedded demo mode instead, set DJANGO_DEBUG=1 (make run does)."
         )
 
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=_DEV_SECRET_KEY)
@@ -56,6 +58,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "corsheaders",
     "rest_framework",
     "drf_spectacular",
     "django_otp",
@@ -66,6 +69,10 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "portal.middleware.RequestIdMiddleware",
+    # Before anything that may answer: a preflight is answered here and never reaches a view
+    # (so it writes no audit row), and every answer of the two player endpoints gets its
+    # CORS headers, errors included, so the player can read them.
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "portal.middleware.AdminReferrerPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -171,7 +178,15 @@ TWILIO_API_OVERRIDE = env.str("TWILIO_API_OVERRIDE", default="").rstrip("/")
 TWILIO_HTTP_TIMEOUT = env.float("TWILIO_HTTP_TIMEOUT", default=10.0)
 
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="").rstrip("/")
-FLEX_ALLOWED_ORIGINS = env.list("FLEX_ALLOWED_ORIGINS", default=["https://flex.twilio.com"])
+# CORS (django-cors-headers) for the Flex origins (FLEX_ALLOWED_ORIGINS) on the player's
+# endpoints only: exact origins, never "*", no credentials; Vary: Origin is appended to what a
+# view set, never overwritten.
+CORS_ALLOWED_ORIGINS = env.list("FLEX_ALLOWED_ORIGINS", default=["https://flex.twilio.com"])
+CORS_URLS_REGEX = r"^/(api/v1/url-provider|media/)"
+CORS_ALLOW_METHODS = ("GET", "HEAD", "OPTIONS")
+CORS_ALLOW_HEADERS = ("authorization", "cache-control", "pragma", "range")
+CORS_EXPOSE_HEADERS = ("Content-Length", "Content-Range", "Accept-Ranges", "X-Request-ID")
+CORS_PREFLIGHT_MAX_AGE = 600
 MEDIA_LINK_TTL_SECONDS = env.int("MEDIA_LINK_TTL_SECONDS", default=300)
 # Serve every recording through the portal's media endpoint, even unencrypted ones in S3 that
 # could get a presigned URL (one place to log every byte; no S3 URL ever reaches a browser).

@@ -1,4 +1,4 @@
-"""URL map. External paths are fixed by ``../shared/CONTRACT.md``."""
+"""URL map. External paths are fixed by ``docs/contract.md``."""
 
 from django.contrib import admin
 from django.urls import path

@@ -1,4 +1,4 @@
-"""``GET /api/v1/url-provider``: the Flex Insights Player's endpoint (see CONTRACT.md).
+"""``GET /api/v1/url-provider``: the Flex Insights Player's endpoint (see docs/contract.md).
 
 Thin: reads the request, calls ``recordings.playback.player_requests.url_provide``, writes the
 answer.
@@ -19,7 +19,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from portal.http import flex_cors, request_audit_fields
+from portal.http import request_audit_fields
 from recordings.playback import player_requests
 
 _ERROR = inline_serializer(
@@ -73,4 +73,4 @@ class UrlProviderView(APIView):
         return Response(answer.body, status=answer.status, headers={"Cache-Control": "no-store"})
 
 
-url_provider = flex_cors(UrlProviderView.as_view())
+url_provider = UrlProviderView.as_view()

@@ -14,7 +14,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, Stream
 from django.shortcuts import render
 from django.views.decorators.http import require_http_methods
 
-from portal.http import flex_cors, request_audit_fields
+from portal.http import request_audit_fields
 from recordings.models import MediaLink
 from recordings.playback import links, player_requests
 
@@ -31,7 +31,6 @@ def _counted(chunks: Iterator[bytes], link: MediaLink) -> Iterator[bytes]:
         links.media_link_add_bytes(link=link, count=sent)
 
 
-@flex_cors
 @require_http_methods(["GET", "HEAD"])
 def media_stream(request: HttpRequest, link_id: uuid.UUID) -> HttpResponse:
     """Stream a recording for a valid link: 200 whole, 206 a range, 403 a bad link."""

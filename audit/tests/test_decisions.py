@@ -1,4 +1,4 @@
-"""``access_decide``: a property test against a deliberately plain reference of CONTRACT.md's
+"""``access_decide``: a property test against a deliberately plain reference of docs/contract.md's
 semantics, and one example test per clause."""
 
 from __future__ import annotations

@@ -54,8 +54,17 @@ def test_production_passes_the_deploy_check_without_warnings():
     assert "no issues" in result.stdout
 
 
-def test_embedded_mode_needs_no_variables():
-    result = run_manage("diffsettings", "--all", env={})
+def test_without_any_variable_the_portal_refuses_to_start_in_production_mode():
+    result = run_manage("check", env={})
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    for name in ("DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS", "PORTAL_MASTER_KEY"):
+        assert name in result.stderr
+    assert "DJANGO_DEBUG=1" in result.stderr  # and says how to get the demo mode instead
+
+
+def test_embedded_mode_needs_only_djangos_debug_switch():
+    result = run_manage("diffsettings", "--all", env={"DJANGO_DEBUG": "1"})
     assert result.returncode == 0, result.stderr
     assert "django.db.backends.sqlite3" in result.stdout
     assert "CELERY_TASK_ALWAYS_EAGER = True" in result.stdout
@@ -86,7 +95,7 @@ def test_admin_session_ends_after_eight_hours_even_when_active(client, settings)
 
 @pytest.mark.parametrize(("flag", "prepared"), [(None, True), ("0", False)])
 def test_postgresql_prepares_statements_unless_told_not_to(flag, prepared):
-    env = {"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/portal"}
+    env = {"DJANGO_DEBUG": "1", "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/portal"}
     if flag is not None:
         env["DATABASE_PREPARED_STATEMENTS"] = flag
     result = run_manage(

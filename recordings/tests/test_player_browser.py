@@ -18,7 +18,7 @@ def player(live_server, settings, fake_twilio, page):
     player_origin = live_server.url  # http://localhost:PORT
     portal_origin = player_origin.replace("localhost", "127.0.0.1")
     settings.DEMO_PLAYER_ENABLED = True
-    settings.FLEX_ALLOWED_ORIGINS = [player_origin]
+    settings.CORS_ALLOWED_ORIGINS = [player_origin]
 
     def open_player(token: str, recording_sid: str):
         page.goto(f"{player_origin}/demo/player?portal={portal_origin}")
@@ -76,6 +76,6 @@ def test_denied_user_sees_the_403(player, fake_twilio):
 def test_other_origins_are_refused_by_the_browser(player, fake_twilio, settings):
     allow_supervisors()
     recording, _ = local_recording(seconds=1)
-    settings.FLEX_ALLOWED_ORIGINS = ["https://flex.twilio.com"]  # not the player's origin
+    settings.CORS_ALLOWED_ORIGINS = ["https://flex.twilio.com"]  # not the player's origin
     page = player(flex_token(fake_twilio), recording.sid)
     assert "unreachable" in wait_for_state(page, "error")  # CORS: the browser hides the answer

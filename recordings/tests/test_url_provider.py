@@ -1,4 +1,4 @@
-"""``GET /api/v1/url-provider`` as CONTRACT.md fixes it, against the fake Twilio IAM over HTTP,
+"""``GET /api/v1/url-provider`` as docs/contract.md fixes it, against the fake Twilio IAM over HTTP,
 real Redis (token cache), PostgreSQL (rules, audit rows) and moto S3."""
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ from datetime import timedelta
 import pytest
 import redis
 import requests
+from corsheaders.middleware import CorsMiddleware
 from django.conf import settings
+from django.http import HttpResponse
 from django.utils import timezone
 
 from audit.chain import chain_verify
@@ -256,18 +258,44 @@ def test_preflight_answers_only_allowed_origins_and_is_not_audited(client):
         HTTP_ACCESS_CONTROL_REQUEST_METHOD="GET",
         HTTP_ACCESS_CONTROL_REQUEST_HEADERS="authorization,cache-control,pragma",
     )
-    assert response.status_code == 204
+    assert response.status_code == 200
     assert response["Access-Control-Allow-Origin"] == FLEX_ORIGIN
     allowed = {h.strip().lower() for h in response["Access-Control-Allow-Headers"].split(",")}
     assert {"authorization", "cache-control", "pragma"} <= allowed
     assert "GET" in response["Access-Control-Allow-Methods"]
     assert int(response["Access-Control-Max-Age"]) > 0
-    assert "Origin" in response["Vary"]
+    assert "origin" in response["Vary"].lower()
 
-    other = client.options(URL_PROVIDER, HTTP_ORIGIN="https://evil.example")
+    other = client.options(
+        URL_PROVIDER, HTTP_ORIGIN="https://evil.example", HTTP_ACCESS_CONTROL_REQUEST_METHOD="GET"
+    )
     assert "Access-Control-Allow-Origin" not in other
     assert "Access-Control-Allow-Headers" not in other
     assert not AccessLog.objects.exists()
+
+
+def test_vary_is_appended_to_never_overwritten(rf):
+    """A view's own ``Vary`` survives the CORS headers (``Origin`` is added beside it)."""
+
+    def view_with_its_own_vary(request):
+        response = HttpResponse()
+        response["Vary"] = "Accept-Encoding"
+        return response
+
+    request = rf.get(URL_PROVIDER, HTTP_ORIGIN=FLEX_ORIGIN)
+    response = CorsMiddleware(view_with_its_own_vary)(request)
+    vary = {part.strip().lower() for part in response["Vary"].split(",")}
+    assert vary == {"accept-encoding", "origin"}
+    assert response["Access-Control-Allow-Origin"] == FLEX_ORIGIN
+
+
+def test_cors_stays_off_every_other_path(client):
+    response = client.options(
+        "/twilio/recording-status",
+        HTTP_ORIGIN=FLEX_ORIGIN,
+        HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST",
+    )
+    assert "Access-Control-Allow-Origin" not in response
 
 
 def test_answers_carry_cors_for_allowed_origins_only(client, fake_twilio, rule):

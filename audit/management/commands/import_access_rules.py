@@ -18,7 +18,7 @@ from audit.rules_file import RulesFileError, rules_json_parse, rules_load
 class Command(BaseCommand):
     """Load the rules file named on the command line (``-`` for stdin)."""
 
-    help = "Load access rules from a JSON rules file (format in CONTRACT.md)."
+    help = "Load access rules from a JSON rules file (format in docs/contract.md)."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("file", help="the rules file, or - for standard input")
