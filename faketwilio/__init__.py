@@ -1,16 +1,14 @@
 """A fake Twilio HTTP server for the portal's tests, benchmarks and demo.
 
 Point ``TWILIO_API_OVERRIDE`` at :attr:`FakeTwilio.url`; see :mod:`faketwilio.server` for what
-it answers and how to inject failures. Run it on its own with ``python -m faketwilio``.
+it answers, how it is split into modules, and how to inject failures. Run it on its own with
+``python -m faketwilio``.
 """
 
-from faketwilio.server import (
-    FakeTwilio,
-    RecordedRequest,
-    make_wav,
-    new_sid,
-    seed_demo,
-    serve_forever,
-)
+from faketwilio.demo import seed_demo, serve_forever
+from faketwilio.recording_formats import make_wav
+from faketwilio.requestlog import RecordedRequest
+from faketwilio.server import FakeTwilio
+from faketwilio.state import new_sid
 
 __all__ = ["FakeTwilio", "RecordedRequest", "make_wav", "new_sid", "seed_demo", "serve_forever"]

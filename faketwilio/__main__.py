@@ -10,7 +10,8 @@ import argparse
 import os
 import sys
 
-from faketwilio.server import FakeTwilio, serve_forever
+from faketwilio.demo import serve_forever
+from faketwilio.server import FakeTwilio
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -157,6 +157,8 @@ AWS_S3_REGION_NAME = env.str("AWS_S3_REGION_NAME", default="") or None
 AWS_ACCESS_KEY_ID = env.str("AWS_ACCESS_KEY_ID", default="") or None
 AWS_SECRET_ACCESS_KEY = env.str("AWS_SECRET_ACCESS_KEY", default="") or None
 AWS_S3_SIGNATURE_VERSION = "s3v4"
+# MinIO, moto and VPC endpoints answer path-style; AWS itself picks its own.
+AWS_S3_ADDRESSING_STYLE = "path" if AWS_S3_ENDPOINT_URL else None
 AWS_DEFAULT_ACL = None
 AWS_QUERYSTRING_AUTH = True
 _RECORDINGS_STORAGE = (

@@ -1,6 +1,12 @@
 """The only place that reads or writes recording files: the customer's S3 bucket(s), or the local
 media folder in embedded mode. Also knows how to tell, from a URL Twilio reports, which bucket
 and key a recording lives at.
+
+Presigned links go through django-storages (``S3Storage.url(name, expire=…)``), configured by
+the same ``AWS_*`` settings. boto3 is used directly only where django-storages cannot say what
+the portal needs: ranged reads pinned to one object version with ``If-Match``, uploads made
+only if the key is empty (``If-None-Match``), streamed multipart uploads whose ETag proves the
+copy, and ``HEAD`` for an object's size, ETag and encryption metadata.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from django.conf import settings
+from storages.backends.s3 import S3Storage
 
 
 @dataclass(frozen=True)
@@ -95,8 +102,38 @@ def _s3_client(endpoint: str | None, region: str | None, key_id: str | None, sec
 
 
 def s3_client():
-    """The process-wide boto3 S3 client (creating one costs ~5 ms, so it is made once)."""
+    """The process-wide boto3 S3 client, made once: building a client loads the service model,
+    too costly for every request."""
     return _s3_client(
+        settings.AWS_S3_ENDPOINT_URL,
+        settings.AWS_S3_REGION_NAME,
+        settings.AWS_ACCESS_KEY_ID,
+        settings.AWS_SECRET_ACCESS_KEY,
+    )
+
+
+@functools.cache
+def _bucket_storage(
+    bucket: str, endpoint: str | None, region: str | None, key_id: str | None, secret: str | None
+) -> S3Storage:
+    return S3Storage(
+        bucket_name=bucket,
+        endpoint_url=endpoint,
+        region_name=region,
+        access_key=key_id,
+        secret_key=secret,
+        addressing_style="path" if endpoint else None,
+        querystring_auth=True,
+        custom_domain=None,
+    )
+
+
+def bucket_storage(bucket: str = "") -> S3Storage:
+    """django-storages' backend for one bucket (default ``AWS_STORAGE_BUCKET_NAME``), with the
+    settings' endpoint, region and credentials: recordings may name other buckets. Made once
+    per bucket and settings."""
+    return _bucket_storage(
+        bucket or settings.AWS_STORAGE_BUCKET_NAME,
         settings.AWS_S3_ENDPOINT_URL,
         settings.AWS_S3_REGION_NAME,
         settings.AWS_ACCESS_KEY_ID,
@@ -107,11 +144,7 @@ def s3_client():
 def presigned_get_url(*, bucket: str, key: str, ttl: int) -> str:
     """A presigned GET URL for one object, valid ``ttl`` seconds. Computed locally (no call to
     S3); it is a credential: never log it."""
-    return s3_client().generate_presigned_url(
-        "get_object",
-        Params={"Bucket": bucket or settings.AWS_STORAGE_BUCKET_NAME, "Key": key},
-        ExpiresIn=ttl,
-    )
+    return str(bucket_storage(bucket).url(key, expire=ttl))
 
 
 def local_root() -> Path:
