@@ -24,8 +24,8 @@ def _close_old_connections(sender: Any = None, **kwargs: Any) -> None:
     ``CONN_HEALTH_CHECKS``).
 
     Celery's own Django fixup would otherwise close the connection around every task
-    (``CELERY_DB_REUSE_MAX`` unset), and a new PostgreSQL connection costs about 5 ms of CPU
-    between the worker and the server's new backend: more than the database work of most tasks.
+    (``CELERY_DB_REUSE_MAX`` unset), and a new PostgreSQL connection (a new server backend)
+    costs more CPU than the database work of most tasks (``bench/archive.py`` prints it).
     Eager tasks (embedded mode, tests) run inside the caller's connection and transaction:
     leave those alone, as Celery does.
     """
