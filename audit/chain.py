@@ -71,7 +71,7 @@ def _json_canonical(document: Mapping[str, Any]) -> bytes:
     ).encode("ascii")
 
 
-def row_canonical(values: Mapping[str, Any]) -> bytes:
+def row_canonical(values: Mapping[str, Any] | AccessLog) -> bytes:
     """The canonical bytes of a log row: sorted-key compact JSON of ``CHAIN_FIELDS``,
     ``sequence`` and ``prev_hash``, with ``occurred_at`` in canonical UTC form.
 

@@ -229,6 +229,7 @@ def rules_preview(data: Mapping[str, Any], *, replace: bool) -> list[RulePreview
     previews: list[RulePreview] = []
     for values in parsed:
         rule = existing.get(values["name"])
+        fields: tuple[tuple[str, Any, Any], ...]
         if rule is None:
             fields = tuple(
                 (_file_name(key), None, _file_value(key, values[key])) for key in MODEL_FIELDS

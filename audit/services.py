@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 from django.utils.ipv6 import clean_ipv6_address
 
@@ -90,6 +90,14 @@ def _chain_lock() -> Iterator[None]:
         yield
 
 
+def _column_size(name: str) -> int:
+    """The ``max_length`` of one of the log's text columns."""
+    field = AccessLog._meta.get_field(name)
+    if not isinstance(field, models.CharField) or field.max_length is None:
+        raise TypeError(f"AccessLog.{name} is not a text column with a maximum length")
+    return field.max_length
+
+
 def _text(value: Any, limit: int) -> str:
     # PostgreSQL refuses NUL in text, and no database takes a lone surrogate (JSON allows
     # "\ud800"); replace both rather than lose the row.
@@ -147,7 +155,7 @@ def _normalize(fields: dict[str, Any]) -> dict[str, Any]:
     if not _REASON_PATTERN.fullmatch(str(fields["reason_code"] or "")):
         raise ValueError(f"reason_code must be a short machine code, not {fields['reason_code']!r}")
     for name in _TEXT_FIELDS:
-        fields[name] = _text(fields[name], AccessLog._meta.get_field(name).max_length)
+        fields[name] = _text(fields[name], _column_size(name))
     fields["roles"] = [_text(role, 100) for role in fields["roles"]]
     fields["client_ip"] = _ip(fields["client_ip"])
     if fields["bytes_served"] is not None:

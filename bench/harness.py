@@ -117,7 +117,7 @@ def gunicorn(env: dict[str, str], port: int, workers: int | None = None) -> Iter
     on PostgreSQL's commit or on Redis holds no core, and the others use it meanwhile.
     ``BENCH_WORKERS`` overrides it.
     """
-    workers = workers or int(os.environ.get("BENCH_WORKERS", "5"))
+    workers = workers or workers_count()
     command = (
         PYTHON,
         "-m",
@@ -324,10 +324,54 @@ def best_of(runs: Sequence[Result]) -> Result:
     return sorted(runs, key=lambda r: r.rate)[len(runs) // 2]
 
 
+def interleaved(runs: int, kinds: Sequence[Callable[[], Result]]) -> list[list[Result]]:
+    """``runs`` rounds of every kind, one after another in each round and starting one further
+    along each round, so drift on the noisy VM (and whoever runs first) weighs on all kinds
+    alike. Answers one list of results per kind, in the order of ``kinds``."""
+    results: list[list[Result]] = [[] for _ in kinds]
+    for round_ in range(runs):
+        for step in range(len(kinds)):
+            index = (round_ + step) % len(kinds)
+            results[index].append(kinds[index]())
+    return results
+
+
+def paired_ratio(runs: Sequence[Result], references: Sequence[Result]) -> tuple[float, list[float]]:
+    """The median of the round-by-round rate ratios of two interleaved series (each run over
+    the reference run of the same round, so load that drifts between rounds cancels out), and
+    those ratios."""
+    ratios = [
+        run.rate / ref.rate if ref.rate else 0.0 for run, ref in zip(runs, references, strict=True)
+    ]
+    return sorted(ratios)[len(ratios) // 2], ratios
+
+
+def verdict(
+    label: str, runs: Sequence[Result], references: Sequence[Result], target: float | None
+) -> tuple[float, str]:
+    """The paired ratio of ``runs`` to ``references`` (:func:`paired_ratio`) and a printable
+    line: the ratio, the rounds' ratios, the ratio of the median rates, and PASS or MISS
+    against ``target`` (None: printed for context only)."""
+    ratio, rounds = paired_ratio(runs, references)
+    medians = best_of(runs).rate / best_of(references).rate if best_of(references).rate else 0.0
+    mark = "(context)"
+    if target is not None:
+        mark = f"target >= {target:.2f}  {'PASS' if ratio >= target else 'MISS'}"
+    return ratio, (
+        f"{label:<30} {ratio:5.2f}  {mark:<22} rounds {', '.join(f'{r:.2f}' for r in rounds)};"
+        f" ratio of median rates {medians:.2f}"
+    )
+
+
+def workers_count() -> int:
+    """The gunicorn worker count :func:`gunicorn` uses by default (``BENCH_WORKERS`` or 5)."""
+    return int(os.environ.get("BENCH_WORKERS", "5"))
+
+
 def summary(rate_ratio: float, target: float) -> str:
     """A verdict line comparing a ratio with its target."""
-    verdict = "meets" if rate_ratio >= target else "BELOW"
-    return f"ratio {rate_ratio:.2f} ({verdict} the target of {target:.2f})"
+    word = "meets" if rate_ratio >= target else "BELOW"
+    return f"ratio {rate_ratio:.2f} ({word} the target of {target:.2f})"
 
 
 __all__ = [
@@ -339,11 +383,15 @@ __all__ = [
     "cpu_seconds",
     "free_port",
     "gunicorn",
+    "interleaved",
     "load",
+    "paired_ratio",
     "prepare_database",
     "process_tree",
     "processes_named",
     "reaped_cpu_seconds",
     "server_env",
     "summary",
+    "verdict",
+    "workers_count",
 ]

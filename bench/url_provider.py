@@ -1,9 +1,19 @@
-"""url_provider throughput: the Flex Insights Player's requests with one cached valid token,
-against the portal under gunicorn on loopback (Twilio IAM = the fake, audit rows written to
-PostgreSQL, presigned S3 links), beside the same server's bare DRF view (the ceiling).
+"""url_provider throughput against its floor: the Flex Insights Player's requests with one cached
+valid token, against the portal under gunicorn on loopback (Twilio IAM = the fake, audit rows
+chained in PostgreSQL, presigned S3 links).
 
-Prints requests/s, p50/p99 for both and the ratio (target >= 0.50), and how many times Twilio
-IAM was asked per 1,000 requests with one token (target: 1).
+Three kinds of request go to the same server in the same run, interleaved round by round:
+
+* the portal's ``/api/v1/url-provider``;
+* the floor, ``/bench/floor/url-provider`` (``bench/urls.py``): the same unavoidable I/O written
+  the obvious way (cached token from Redis, one recording row read, one row inserted and
+  committed, one presign);
+* the bare DRF view ``/bench/empty``, the HTTP ceiling, for context only.
+
+Prints requests/s and p50/p99 of each (median run of the rounds), the portal's ratio to the
+floor (target >= 0.80, PASS or MISS) and to the bare view (context, no target), each the median
+of the round-by-round ratios, and how many times Twilio IAM was asked per 1,000 requests with
+one token (target: 1 per token).
 
 Run: ``make bench-url-provider`` (or ``.venv/bin/python bench/url_provider.py --seconds 8``).
 """
@@ -14,6 +24,7 @@ import argparse
 import base64
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -22,17 +33,21 @@ from bench.harness import (
     ACCOUNT_SID,
     AUTH_TOKEN,
     Call,
+    Result,
     best_of,
     free_port,
     gunicorn,
+    interleaved,
     load,
     prepare_database,
     server_env,
-    summary,
+    verdict,
+    workers_count,
 )
 from faketwilio import FakeTwilio
 
 TOKEN = "eyJ6aXAiOiJERUYiLCJlbmMiOiJBMjU2R0NNIiwiYWxnIjoiZGlyIn0..bench-token.body.tag"
+FLOOR_TARGET = 0.80
 
 
 def seed(env: dict[str, str]) -> str:
@@ -63,17 +78,42 @@ def seed(env: dict[str, str]) -> str:
     return recording.sid
 
 
+def seed_floor_token(answer: dict) -> None:
+    """Cache the token's caller where the floor reads it (Redis, via Django's cache), in the
+    shape of a cached IAM answer."""
+    from django.core.cache import cache
+
+    from bench.urls import floor_token_key
+
+    caller = {
+        "identity": str(answer.get("identity") or ""),
+        "realm_user_id": str(answer.get("realm_user_id") or ""),
+        "worker_sid": str(answer.get("worker_sid") or ""),
+        "roles": [str(role) for role in answer.get("roles") or []],
+    }
+    cache.set(floor_token_key(TOKEN), caller, timeout=3600)
+
+
+def floor_links_delete(sid: str) -> int:
+    """Delete the link rows the floor wrote (the portal binds every link it makes to an access
+    log row, the floor never does); answers how many."""
+    from recordings.models import MediaLink
+
+    links = MediaLink.objects.filter(recording__sid=sid, access_log_sequence__isnull=True)
+    return links.delete()[0]
+
+
 def main() -> None:
     """Run the benchmark and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="length of each run")
-    parser.add_argument("--runs", type=int, default=3, help="runs of each kind (median shown)")
+    parser.add_argument("--runs", type=int, default=3, help="rounds of each kind (median shown)")
     parser.add_argument("--concurrency", type=int, default=8, help="client processes")
     args = parser.parse_args()
 
     fake = FakeTwilio(account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN)
     fake.start()
-    fake.add_token(TOKEN, identity="bench", roles=["supervisor"])
+    answer = fake.add_token(TOKEN, identity="bench", roles=["supervisor"])
     port = free_port()
     env = server_env(
         port,
@@ -86,6 +126,7 @@ def main() -> None:
     )
     prepare_database(env)
     sid = seed(env)
+    floor_links_delete(sid)  # left over by an interrupted run
     from audit.models import AccessLog
 
     headers = {
@@ -94,53 +135,60 @@ def main() -> None:
         "Accept": "*/*",
     }
     asks = [Call("GET", f"/api/v1/url-provider?recording_sid={sid}", b"", headers)]
+    floors = [Call("GET", f"/bench/floor/url-provider?recording_sid={sid}", b"", headers)]
     empty = [Call("GET", "/bench/empty", b"", headers)]
-    per_run = int(args.seconds * 4000)
+    per_run = int(args.seconds * 4000)  # more than the box can answer in that time
     import redis
 
     redis.Redis.from_url(env["REDIS_URL"]).flushdb()  # no token cached from an earlier run
+    seed_floor_token(answer)
     rows_before = AccessLog.objects.count()
+
+    def run(label: str, calls: list[Call]) -> Callable[[], Result]:
+        return lambda: load(
+            label, port, calls * per_run, concurrency=args.concurrency, seconds=args.seconds
+        )
+
     with gunicorn(env, port):
         warm = load("warm-up", port, asks * 300, concurrency=args.concurrency, seconds=10)
+        load("warm-up", port, floors * 300, concurrency=args.concurrency, seconds=3)
         load("warm-up", port, empty * 300, concurrency=args.concurrency, seconds=3)
-        ceilings, providers = [], []
-        for _ in range(args.runs):
-            ceilings.append(
-                load(
-                    "bare DRF view (ceiling)",
-                    port,
-                    empty * per_run,
-                    concurrency=args.concurrency,
-                    seconds=args.seconds,
-                )
-            )
-            providers.append(
-                load(
-                    "url_provider (allowed, audited)",
-                    port,
-                    asks * per_run,
-                    concurrency=args.concurrency,
-                    seconds=args.seconds,
-                )
-            )
+        providers, floor_runs, ceilings = interleaved(
+            args.runs,
+            [
+                run("url_provider (allowed, audited)", asks),
+                run("floor (same I/O, plain ORM)", floors),
+                run("bare DRF view (ceiling)", empty),
+            ],
+        )
     answered = warm.requests + sum(r.requests for r in providers)
     rows = AccessLog.objects.count() - rows_before
     iam_calls = fake.count("POST", "/Tokens/validate")
     fake.stop()
+    floor_rows = floor_links_delete(sid)
 
-    ceiling, provider = best_of(ceilings), best_of(providers)
+    provider, floor, ceiling = best_of(providers), best_of(floor_runs), best_of(ceilings)
     print(
-        f"gunicorn sync, 5 workers, {args.concurrency} client processes, "
-        f"{args.runs} runs of {args.seconds:.0f} s each (median run shown)"
+        f"gunicorn sync, {workers_count()} workers, {args.concurrency} client processes, "
+        f"{args.runs} interleaved rounds of {args.seconds:g} s per kind (median run shown)"
     )
-    print(ceiling.line())
     print(provider.line())
-    print(f"audit rows written {rows} for {answered} url_provider answers")
+    print(floor.line())
+    print(ceiling.line())
+    print(
+        f"audit rows written {rows} for {answered} url_provider answers; "
+        f"floor rows written {floor_rows} (deleted afterwards)"
+    )
     print(
         f"Twilio IAM calls: {iam_calls} for {answered} requests with one token "
         f"= {1000 * iam_calls / answered:.3f} per 1,000 (target: 1 per token)"
     )
-    print(summary(provider.rate / ceiling.rate, 0.50))
+    for label, runs, references, target in (
+        ("url_provider / floor", providers, floor_runs, FLOOR_TARGET),
+        ("url_provider / bare DRF view", providers, ceilings, None),
+        ("floor / bare DRF view", floor_runs, ceilings, None),
+    ):
+        print(verdict(label, runs, references, target)[1])
 
 
 if __name__ == "__main__":

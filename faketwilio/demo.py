@@ -13,11 +13,22 @@ import sys
 import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol, TextIO
+from typing import Any, Protocol
 
 from faketwilio.recording_formats import make_wav
 from faketwilio.state import new_sid, now
 
+
+class Output(Protocol):
+    """Where progress is written: a text stream, or Django's ``OutputWrapper``."""
+
+    def write(self, text: str, /) -> object:
+        """Write ``text``."""
+        ...
+
+    def flush(self) -> None:
+        """Flush what was written."""
+        ...
 
 class Servable(Protocol):
     """The part of the fake's Python API that the demo and :func:`serve_forever` use."""
@@ -55,7 +66,7 @@ class Servable(Protocol):
     ) -> dict[str, Any]: ...
 
 
-def seed_demo(fake: Servable, *, out: TextIO | None = None) -> dict[str, Any]:
+def seed_demo(fake: Servable, *, out: Output | None = None) -> dict[str, Any]:
     """Fill ``fake`` with a small demo data set and describe it on ``out``.
 
     Three recordings of the main account (two mono, one dual-channel) and one of a demo
@@ -119,7 +130,7 @@ def seed_demo(fake: Servable, *, out: TextIO | None = None) -> dict[str, Any]:
     }
 
 
-def serve_forever(fake: Servable, *, demo: bool = False, out: TextIO | None = None) -> None:
+def serve_forever(fake: Servable, *, demo: bool = False, out: Output | None = None) -> None:
     """Run ``fake`` in the foreground until Ctrl-C or SIGTERM (``python -m faketwilio``)."""
     out = out or sys.stdout
     stop = threading.Event()

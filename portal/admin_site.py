@@ -75,7 +75,12 @@ class ComplianceAdminSite(AdminSite):
         """Active staff, verified by a TOTP device when the second factor is required."""
         if not super().has_permission(request):
             return False
-        return not admin_otp_required() or bool(request.user.is_verified())
+        if not admin_otp_required():
+            return True
+        # django-otp's OTPMiddleware gives the user ``is_verified()``; a request it has not
+        # seen is not verified (refused, rather than a server error).
+        is_verified = getattr(request.user, "is_verified", None)
+        return callable(is_verified) and bool(is_verified())
 
     def each_context(self, request: HttpRequest) -> dict[str, Any]:
         """Django's context, plus whether the second factor is on (shown in the index)."""

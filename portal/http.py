@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
-
+from django.http import HttpRequest
 
 
 @functools.cache

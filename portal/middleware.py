@@ -18,6 +18,12 @@ REQUEST_ID_HEADER = "X-Request-ID"
 _ACCEPTABLE_INCOMING_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
+class RequestWithId(HttpRequest):
+    """A request as :class:`RequestIdMiddleware` leaves it: with its ``request_id``."""
+
+    request_id: str
+
+
 class RequestIdMiddleware:
     """Give every request an id, put it on every log line, and answer it in ``X-Request-ID``.
 
@@ -28,7 +34,7 @@ class RequestIdMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    def __call__(self, request: RequestWithId) -> HttpResponse:
         incoming = request.headers.get(REQUEST_ID_HEADER, "")
         request_id = incoming if _ACCEPTABLE_INCOMING_ID.match(incoming) else uuid.uuid4().hex
         request.request_id = request_id

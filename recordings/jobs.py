@@ -12,7 +12,7 @@ outage left behind. Each function's docstring names that safety net.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from celery import current_app
@@ -120,7 +120,7 @@ def queue_recording_archive(recording_id: int, *, countdown: int | None = None) 
     )
 
 
-def queue_recording_archives(recording_ids: Sequence[int]) -> int:
+def queue_recording_archives(recording_ids: Iterable[int]) -> int:
     """Have many recordings archived soon, ``ARCHIVE_BATCH_SIZE`` to a message (at once in
     embedded mode); answers how many were queued. Those not queued (broker down) stay at
     Twilio, where ``archive_recordings`` finds them again."""

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.views.decorators.http import require_http_methods
 
@@ -32,7 +33,7 @@ def _counted(chunks: Iterator[bytes], link: MediaLink) -> Iterator[bytes]:
 
 
 @require_http_methods(["GET", "HEAD"])
-def media_stream(request: HttpRequest, link_id: uuid.UUID) -> HttpResponse:
+def media_stream(request: HttpRequest, link_id: uuid.UUID) -> HttpResponseBase:
     """Stream a recording for a valid link: 200 whole, 206 a range, 403 a bad link."""
     answer = player_requests.media_serve(
         link_id=link_id,
@@ -40,17 +41,18 @@ def media_stream(request: HttpRequest, link_id: uuid.UUID) -> HttpResponse:
         range_header=request.headers.get("Range"),
         context=player_requests.RequestContext(**request_audit_fields(request)),
     )
-    if answer.body is None:
-        response: HttpResponse = JsonResponse(answer.error or {}, status=answer.status)
+    response: HttpResponseBase
+    if answer.served is None:
+        response = JsonResponse(answer.error or {}, status=answer.status)
         if answer.size is not None:
             response["Content-Range"] = f"bytes */{answer.size}"
     else:
-        body = answer.body
+        body = answer.served.body
         if request.method == "HEAD":
             response = HttpResponse(status=answer.status)  # the body is never read
         else:
             response = StreamingHttpResponse(
-                _counted(body.chunks, answer.link), status=answer.status
+                _counted(body.chunks, answer.served.link), status=answer.status
             )
         response["Content-Type"] = body.content_type
         response["Content-Length"] = str(body.length)

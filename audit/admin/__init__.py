@@ -20,6 +20,7 @@ from urllib.parse import urlencode
 from django.contrib import admin, messages
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
@@ -298,7 +299,7 @@ class AccessLogAdmin(_ReadOnlyAdmin):
         """Verify the audit chain now, and show the last verifications."""
         return views.verify(request, self)
 
-    def export_view(self, request: HttpRequest, fmt: str) -> HttpResponse:
+    def export_view(self, request: HttpRequest, fmt: str) -> HttpResponseBase:
         """The current filter's rows as CSV or JSON Lines, streamed."""
         return views.export(request, self, fmt)
 

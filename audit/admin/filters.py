@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
@@ -22,6 +22,19 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from audit.models import AccessAction
+
+if TYPE_CHECKING:
+    from django.contrib.admin.filters import _ListFilterChoices
+
+    class _TextInputChoice(_ListFilterChoices):
+        """What ``input_filter.html`` draws, besides the keys every choice has (``display``
+        the typed value, ``query_string`` the list without this filter)."""
+
+        parameter: str
+        value: str
+        placeholder: str
+        hidden: list[tuple[str, str]]
+        clear_url: str
 
 # Query parameters a filter form must not carry along: the page number and the error flag.
 _NOT_KEPT = ("p", "e")
@@ -45,6 +58,7 @@ class TextInputFilter(admin.SimpleListFilter):
     """
 
     template = "admin/audit/input_filter.html"
+    parameter_name: str  # every subclass sets it (SimpleListFilter refuses None)
     field = ""
     placeholder = ""
 
@@ -66,14 +80,17 @@ class TextInputFilter(admin.SimpleListFilter):
         value = self.value()
         return queryset.filter(**{self.field: value}) if value else queryset
 
-    def choices(self, changelist: ChangeList) -> Iterator[dict[str, Any]]:
+    def choices(self, changelist: ChangeList) -> Iterator[_TextInputChoice]:
         """One "choice" carrying what the template needs to draw the box."""
+        clear_url = changelist.get_query_string(remove=[self.parameter_name])
         yield {
+            "display": self.value() or "",
+            "query_string": clear_url,
             "parameter": self.parameter_name,
             "value": self.value() or "",
             "placeholder": self.placeholder,
             "hidden": _kept_parameters(changelist, (self.parameter_name,)),
-            "clear_url": changelist.get_query_string(remove=[self.parameter_name]),
+            "clear_url": clear_url,
             "selected": self.value() is not None,
         }
 
@@ -197,36 +214,41 @@ class OccurredFilter(admin.ListFilter):
         """Always shown."""
         return True
 
-    def expected_parameters(self) -> list[str]:
+    def expected_parameters(self) -> list[str | None]:
         """``occurred`` (a preset), ``since`` and ``until``."""
         return list(self.PARAMETERS)
 
+    def _parameter(self, name: str) -> str:
+        """The value given for one of :attr:`PARAMETERS`; ``""`` when absent."""
+        value = self.used_parameters.get(name, "")
+        return value if isinstance(value, str) else ""
+
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         """Rows inside the preset's window, or between ``since`` and ``until``."""
-        preset = self.used_parameters.get("occurred")
+        preset = self._parameter("occurred")
         condition = Q()
         if preset:
             windows = {key: window for key, _, window in self.PRESETS}
             if preset not in windows:
                 raise IncorrectLookupParameters(f"unknown preset {preset!r}")
             condition &= Q(occurred_at__gte=timezone.now() - windows[preset])
-        if self.used_parameters.get("since"):
-            condition &= Q(occurred_at__gte=_moment(self.used_parameters["since"], end=False))
-        if self.used_parameters.get("until"):
-            condition &= Q(occurred_at__lt=_moment(self.used_parameters["until"], end=True))
+        if since := self._parameter("since"):
+            condition &= Q(occurred_at__gte=_moment(since, end=False))
+        if until := self._parameter("until"):
+            condition &= Q(occurred_at__lt=_moment(until, end=True))
         return queryset.filter(condition)
 
     def choices(self, changelist: ChangeList) -> Iterator[dict[str, Any]]:
         """The presets as links; the first also carries the since/until form's values."""
-        current = self.used_parameters.get("occurred")
-        explicit = bool(self.used_parameters.get("since") or self.used_parameters.get("until"))
+        current = self._parameter("occurred")
+        explicit = bool(self._parameter("since") or self._parameter("until"))
         yield {
             "display": "Any time",
             "selected": not current and not explicit,
             "query_string": changelist.get_query_string(remove=list(self.PARAMETERS)),
             "range": {
-                "since": self.used_parameters.get("since", ""),
-                "until": self.used_parameters.get("until", ""),
+                "since": self._parameter("since"),
+                "until": self._parameter("until"),
                 "hidden": _kept_parameters(changelist, self.PARAMETERS),
             },
         }

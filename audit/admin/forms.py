@@ -42,6 +42,9 @@ class RuleTestForm(forms.Form):
         help_text="Leave empty for now; e.g. 2026-07-01 09:00 to test a validity window.",
     )
 
+    # The recording named by ``recording_sid``, found while validating it.
+    recording: Recording | None = None
+
     def clean_worker_sid(self) -> str:
         """Empty, or ``WK`` and 32 lowercase hex digits."""
         value = self.cleaned_data["worker_sid"].strip()
@@ -71,7 +74,9 @@ class RuleTestForm(forms.Form):
         )
 
     def recording_facts(self) -> RecordingFacts:
-        """The recording's facts."""
+        """The recording's facts (of a valid form: it names a recording the portal knows)."""
+        if self.recording is None:
+            raise ValueError("recording_facts() needs a valid form")
         return self.recording.access_facts()
 
     def moment(self) -> datetime:
@@ -96,7 +101,8 @@ class RulesImportForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         """Read the file (or the pasted text) and parse it; problems become form errors."""
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         upload = cleaned.get("file")
         if upload is not None:
             if upload.size > RULES_FILE_MAX_BYTES:

@@ -10,8 +10,10 @@ subquery): past that the page says "more than 10,000" and the officer narrows th
 from __future__ import annotations
 
 from django.core.paginator import Paginator
-from django.db.models import Max
+from django.db.models import Max, QuerySet
 from django.utils.functional import cached_property
+
+from audit.models import AccessLog
 
 COUNT_LIMIT = 10_000
 
@@ -19,11 +21,20 @@ COUNT_LIMIT = 10_000
 class AccessLogPaginator(Paginator):
     """Pages of ``AccessLog`` rows with a cheap ``count`` (see the module docstring)."""
 
+    @property
+    def _queryset(self) -> QuerySet[AccessLog]:
+        """The rows paged: the changelist always hands its paginator a queryset."""
+        if not isinstance(self.object_list, QuerySet):
+            raise TypeError(
+                f"AccessLogPaginator pages a QuerySet, not a {type(self.object_list).__name__}"
+            )
+        return self.object_list
+
     @cached_property
     def count(self) -> int:
         """The number of rows, exact when unfiltered or at most ``COUNT_LIMIT``; otherwise
         ``COUNT_LIMIT + 1`` (see :attr:`count_capped`)."""
-        queryset = self.object_list
+        queryset = self._queryset
         if not queryset.query.where:
             return queryset.aggregate(head=Max("sequence"))["head"] or 0
         return queryset.order_by()[: COUNT_LIMIT + 1].count()
@@ -31,4 +42,4 @@ class AccessLogPaginator(Paginator):
     @property
     def count_capped(self) -> bool:
         """True when ``count`` stopped at the limit: there are more rows than it says."""
-        return bool(self.object_list.query.where) and self.count > COUNT_LIMIT
+        return bool(self._queryset.query.where) and self.count > COUNT_LIMIT

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import TypedDict
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -60,7 +60,7 @@ class RecordingTimeline:
     log_truncated: bool = False
 
 
-_OUTCOME_TONE = {
+_OUTCOME_TONE: dict[str, str] = {
     AccessOutcome.ALLOWED: "ok",
     AccessOutcome.DENIED: "denied",
     AccessOutcome.ERROR: "error",
@@ -260,14 +260,30 @@ class Alert:
     link: str = ""
 
 
+class IdentityOpens(TypedDict):
+    """An identity and how many recordings it opened (distinct) in how many opens."""
+
+    identity: str
+    recordings: int
+    opens: int
+
+
+class RecordingOpeners(TypedDict):
+    """A recording and how many identities opened it in how many opens."""
+
+    recording_sid: str
+    people: int
+    opens: int
+
+
 @dataclass
 class Dashboard:
     """The dashboard's figures over the last ``days`` days, and its alerts."""
 
     days: int
     per_day: list[DayCount]
-    top_identities: list[dict[str, Any]]
-    widely_opened: list[dict[str, Any]]
+    top_identities: list[IdentityOpens]
+    widely_opened: list[RecordingOpeners]
     alerts: list[Alert]
     last_check: ChainCheck | None
     sync_failed: int
@@ -296,7 +312,7 @@ def daily_counts(*, now: datetime, days: int) -> list[DayCount]:
     ]
 
 
-def top_identities(*, since: datetime, limit: int = 10) -> list[dict[str, Any]]:
+def top_identities(*, since: datetime, limit: int = 10) -> list[IdentityOpens]:
     """The identities that opened the most recordings since ``since``: ``identity``,
     ``recordings`` (distinct), ``opens``."""
     return list(
@@ -307,7 +323,7 @@ def top_identities(*, since: datetime, limit: int = 10) -> list[dict[str, Any]]:
     )
 
 
-def widely_opened(*, since: datetime, limit: int = 10) -> list[dict[str, Any]]:
+def widely_opened(*, since: datetime, limit: int = 10) -> list[RecordingOpeners]:
     """Recordings opened by more than one identity since ``since``, most people first:
     ``recording_sid``, ``people``, ``opens``."""
     return list(

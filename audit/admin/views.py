@@ -30,6 +30,7 @@ from django.http import (
     HttpResponseRedirect,
     StreamingHttpResponse,
 )
+from django.http.response import HttpResponseBase
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -110,7 +111,7 @@ def verify(request: HttpRequest, model_admin: admin.ModelAdmin) -> HttpResponse:
     return TemplateResponse(request, "admin/audit/verify.html", context)
 
 
-def export(request: HttpRequest, model_admin: admin.ModelAdmin, fmt: str) -> HttpResponse:
+def export(request: HttpRequest, model_admin: admin.ModelAdmin, fmt: str) -> HttpResponseBase:
     """The rows of the access log's current filter and search, oldest first, streamed as CSV
     (safe to open in a spreadsheet) or JSON Lines (exact values, like ``export_audit_log``)."""
     _require(request, "audit.view_accesslog")

@@ -12,6 +12,7 @@ from django.urls import reverse
 from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from portal.admin_site import ComplianceAdminSite
 from portal.tests.test_settings import PRODUCTION, run_manage
 
 pytestmark = pytest.mark.django_db
@@ -67,6 +68,18 @@ def test_a_session_not_verified_by_a_device_is_not_staff(officer, settings):
     response = client.get(reverse("admin:audit_accesslog_changelist"))
     assert response.status_code == 302
     assert response["Location"].startswith(reverse("admin:login"))
+
+
+def test_a_request_the_otp_middleware_did_not_see_is_refused_not_a_server_error(
+    officer, settings, rf
+):
+    # Without OTPMiddleware the user has no ``is_verified()``: fail closed, do not crash.
+    settings.ADMIN_REQUIRE_OTP = True
+    request = rf.get(reverse("admin:index"))
+    request.user = officer[0]  # what AuthenticationMiddleware does
+    assert ComplianceAdminSite().has_permission(request) is False
+    settings.ADMIN_REQUIRE_OTP = False
+    assert ComplianceAdminSite().has_permission(request) is True
 
 
 def test_embedded_mode_is_password_only(officer, settings):

@@ -40,7 +40,8 @@ class VideoSettingsForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         """Twilio's rules, field by field (``twilio_settings.video_settings_problems``)."""
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         for name, problem in twilio_settings.video_settings_problems(self.settings()).items():
             if name not in self.errors:
                 self.add_error(name, problem)
@@ -121,7 +122,8 @@ class PublicKeyForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         """Exactly one of the two, and a pasted key must be an RSA public key."""
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         held, pem = cleaned.get("private_key"), (cleaned.get("pem") or "").strip()
         if bool(held) == bool(pem):
             raise forms.ValidationError("Choose a key the portal holds, or paste one (not both).")

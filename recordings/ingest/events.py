@@ -68,17 +68,23 @@ def event_record(
     before Twilio gets its answer: a callback that was answered 204 is never lost.
     """
     now = timezone.now()
+    values = {
+        "recording_sid": fields.recording_sid,
+        "account_sid": fields.account_sid,
+        "recording_status": fields.status,
+        "idempotency_token": idempotency_token[:128],
+        "payload": {key: str(value) for key, value in params.items()},
+        "received_at": now,
+        "next_attempt_at": now,
+    }
     try:
-        with transaction.atomic():
-            event = RecordingEvent.objects.create(
-                recording_sid=fields.recording_sid,
-                account_sid=fields.account_sid,
-                recording_status=fields.status,
-                idempotency_token=idempotency_token[:128],
-                payload={key: str(value) for key, value in params.items()},
-                received_at=now,
-                next_attempt_at=now,
-            )
+        if transaction.get_autocommit():
+            # One INSERT that commits itself: a duplicate's IntegrityError leaves nothing to
+            # roll back.
+            event = RecordingEvent.objects.create(**values)
+        else:
+            with transaction.atomic():  # a savepoint, so a duplicate spares the caller's work
+                event = RecordingEvent.objects.create(**values)
     except IntegrityError:
         # The same recording and status were stored before: count the delivery on that row.
         same = RecordingEvent.objects.filter(

@@ -122,13 +122,15 @@ def signature_valid(
     if not signature or not tokens:
         return False
     algorithm = get_signature_algorithm(request.headers.get(SIGNATURE_SETTINGS_HEADER))
-    params: FormFields | dict[str, str] | None = signed
+    params: FormFields | dict[str, str] | None
     if isinstance(signed, str):
         claimed = request.GET.getlist("bodySHA256")[:1] or [""]
         body_hash = RequestValidator("").compute_hash(signed)  # needs no token: SHA-256 hex
         if not hmac.compare_digest(body_hash.encode(), claimed[0].encode()):
             return False
         params = {}
+    else:
+        params = signed
     urls = _signed_urls(public_url(request))
     for token in tokens:
         validator = RequestValidator(token)

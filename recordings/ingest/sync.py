@@ -217,6 +217,7 @@ def recording_store_resource(*, resource: twilio_api.TwilioRecording) -> Recordi
     recording.sync_error = ""
     recording.synced_at = timezone.now()
     recording.save()
+    recording_id = recording.pk
     if (
         recording.encryption_type == "rsa-aes"
         and recording.status == RecordingStatus.COMPLETED
@@ -224,7 +225,7 @@ def recording_store_resource(*, resource: twilio_api.TwilioRecording) -> Recordi
         and recording.integrity_state == IntegrityState.UNVERIFIED
     ):
         # Check the encrypted file's GCM tag now, not at its first playback.
-        transaction.on_commit(lambda pk=recording.pk: jobs.queue_media_verification(pk))
+        transaction.on_commit(lambda: jobs.queue_media_verification(recording_id))
     if (
         recording.status == RecordingStatus.COMPLETED
         and recording.media_location == MediaLocation.TWILIO
@@ -232,7 +233,7 @@ def recording_store_resource(*, resource: twilio_api.TwilioRecording) -> Recordi
         and archive_enabled_for(account_sid=recording.account_sid)
     ):
         # Copy the media to the customer's bucket (recordings.lifecycle.archive).
-        transaction.on_commit(lambda pk=recording.pk: jobs.queue_recording_archive(pk))
+        transaction.on_commit(lambda: jobs.queue_recording_archive(recording_id))
     return recording
 
 

@@ -68,7 +68,7 @@ def rewrite_url(url: str) -> str:
 class _OverridableHttpClient(TwilioHttpClient):
     """twilio's HTTP client, with twilio.com URLs rewritten by :func:`rewrite_url`."""
 
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any):  # type: ignore[override]
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any):
         return super().request(method, rewrite_url(url), *args, **kwargs)
 
 

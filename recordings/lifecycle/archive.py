@@ -362,7 +362,8 @@ def _record_copy(
     if encrypted:
         # After the caller's commit when there is one (one UPDATE needs no transaction of its
         # own: autocommit makes it atomic, and on_commit then runs at once).
-        transaction.on_commit(lambda pk=recording.pk: jobs.queue_media_verification(pk))
+        recording_id = recording.pk
+        transaction.on_commit(lambda: jobs.queue_media_verification(recording_id))
     logger.info(
         "recording %s archived to s3://%s/%s (%s bytes)", recording.sid, bucket, key, stored.size
     )

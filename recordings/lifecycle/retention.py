@@ -211,9 +211,10 @@ def _candidates(*, now: datetime) -> list[tuple[RetentionStep, Recording]]:
     for recording in live.filter(
         soft_deleted_at__isnull=False, hard_deleted_at__isnull=True
     ).order_by("soft_deleted_at", "pk"):
-        policy = by_name.get(recording.deleted_by_policy)
-        grace = policy.hard_delete_grace_days if policy else DEFAULT_GRACE_DAYS
-        if recording.soft_deleted_at <= now - timedelta(days=grace):
+        deleting_policy = by_name.get(recording.deleted_by_policy)
+        grace = deleting_policy.hard_delete_grace_days if deleting_policy else DEFAULT_GRACE_DAYS
+        soft_deleted_at = recording.soft_deleted_at  # not null: filtered above
+        if soft_deleted_at is not None and soft_deleted_at <= now - timedelta(days=grace):
             found.append(
                 (
                     RetentionStep(recording.pk, recording.sid, HARD, recording.deleted_by_policy),

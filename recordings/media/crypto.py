@@ -1,6 +1,7 @@
 """Decrypting Twilio's encrypted recordings, whole or by byte range, in constant memory.
 
-Twilio produces two formats (see Twilio's "Encrypted Recordings" and "Video Recordings and Compositions" docs):
+Twilio produces two formats (see Twilio's "Encrypted Recordings" and "Video Recordings and
+Compositions" docs):
 
 * **Voice** (``encryption_details.type == "rsa-aes"``): a random 256-bit content key (CEK) per
   recording, wrapped with the customer's RSA public key using RSA-OAEP (SHA-256, MGF1-SHA-256,

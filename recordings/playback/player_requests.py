@@ -194,15 +194,22 @@ def url_provide(
 MEDIA_ACTION = "media_fetch"
 
 
+@dataclass(frozen=True)
+class ServedMedia:
+    """The media body of an accepted link, with the link its bytes are counted on."""
+
+    body: MediaBody
+    link: MediaLink
+
+
 @dataclass
 class MediaAnswer:
-    """What the media endpoint sends: an error (status and JSON body), or the media body of
-    an accepted link."""
+    """What the media endpoint sends: an error (status and JSON body), or the media of an
+    accepted link (``served``)."""
 
     status: int
     error: dict[str, str] | None = None
-    body: MediaBody | None = None
-    link: MediaLink | None = None
+    served: ServedMedia | None = None
     size: int | None = None  # the media's size, for a 416's Content-Range
 
 
@@ -253,4 +260,4 @@ def media_serve(
             link,
             detail={"range": f"{body.start}-{body.end - 1}/{body.size}" if body.partial else "all"},
         )
-    return MediaAnswer(206 if body.partial else 200, body=body, link=link)
+    return MediaAnswer(206 if body.partial else 200, served=ServedMedia(body, link))

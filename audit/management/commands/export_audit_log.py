@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db.models import QuerySet
 
 from audit.export import COLUMNS, csv_lines, jsonl_lines
 from audit.models import AccessLog
@@ -24,6 +25,12 @@ def _moment(text: str) -> datetime:
     except ValueError as exc:
         raise CommandError(f"{text!r} is not an ISO 8601 date or date and time") from exc
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+
+
+def _row_values(rows: QuerySet[AccessLog]) -> Generator[tuple[Any, ...], None, None]:
+    """``COLUMNS`` of each row, read from a server-side cursor in chunks; closing the generator
+    closes the cursor (``yield from`` passes ``close()`` on to Django's iterator)."""
+    yield from rows.values_list(*COLUMNS).iterator(chunk_size=2000)
 
 
 class Command(BaseCommand):
@@ -51,9 +58,7 @@ class Command(BaseCommand):
             rows = rows.filter(occurred_at__gte=_moment(options["since"]))
         if options["until"]:
             rows = rows.filter(occurred_at__lt=_moment(options["until"]))
-        values: Generator[tuple[Any, ...], None, None] = rows.values_list(*COLUMNS).iterator(
-            chunk_size=2000
-        )
+        values = _row_values(rows)
         lines = csv_lines(values) if options["format"] == "csv" else jsonl_lines(values)
         try:
             for line in lines:

@@ -32,7 +32,8 @@ def archive_candidates(*, since: date) -> QuerySet[Recording]:
     deleted there yet."""
     start = datetime(since.year, since.month, since.day, tzinfo=UTC)
     made_since = Q(start_time__gte=start) | Q(start_time__isnull=True, created_at__gte=start)
-    deleting, keeping = set(), set()
+    deleting: set[str] = set()
+    keeping: set[str] = set()
     for policy in ArchivePolicy.objects.all():
         wants = policy.enabled and policy.delete_at_twilio_after_archive
         (deleting if wants else keeping).add(policy.account_sid)
