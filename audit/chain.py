@@ -93,6 +93,35 @@ def row_hash_compute(values: Mapping[str, Any] | AccessLog) -> str:
     return hashlib.sha256(row_canonical(values)).hexdigest()
 
 
+# --- Row MACs ------------------------------------------------------------------------------
+
+
+def _key_bytes(encoded: str, setting: str) -> bytes:
+    text = encoded.strip()
+    try:
+        key = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{setting} is not URL-safe base64") from exc
+    if len(key) < 32:
+        raise ImproperlyConfigured(f"{setting} must be at least 32 random bytes")
+    return key
+
+
+def row_mac_keys() -> list[tuple[str, bytes]]:
+    """The row-MAC keys as ``(key_id, key)`` from ``AUDIT_ROW_MAC_KEY``, the one that MACs new
+    rows first. The database never holds them, so a row inserted around the portal (by SQL,
+    by a DBA) cannot carry a valid MAC."""
+    keys = [_key_bytes(value, "AUDIT_ROW_MAC_KEY") for value in settings.AUDIT_ROW_MAC_KEYS]
+    if not keys:
+        raise ImproperlyConfigured("No audit row MAC key: set AUDIT_ROW_MAC_KEY")
+    return [(hashlib.sha256(b"audit-row-mac-key-id:" + key).hexdigest()[:16], key) for key in keys]
+
+
+def row_mac_compute(row_hash: str, key: bytes) -> str:
+    """Hex HMAC-SHA256 of a row's hash (its 32 bytes) under ``key``."""
+    return hmac.new(key, bytes.fromhex(row_hash), hashlib.sha256).hexdigest()
+
+
 # --- Digests -------------------------------------------------------------------------------
 
 
@@ -173,7 +202,8 @@ class VerifyResult:
     """The outcome of :func:`chain_verify`.
 
     ``count`` is the number of rows checked. When ``ok`` is false, ``problem`` is one of
-    ``changed``, ``deleted``, ``inserted`` or ``digest_mismatch``, ``first_bad_sequence`` the
+    ``changed``, ``deleted``, ``inserted``, ``forged`` (no valid row MAC) or
+    ``digest_mismatch``, ``first_bad_sequence`` the
     sequence where the chain first goes wrong (for a deletion, the first missing sequence), and
     ``bad_row_id``/``bad_row_time`` identify the row at which it was detected, when there is one.
     """
@@ -189,7 +219,7 @@ class VerifyResult:
     bad_row_time: datetime | None = None
 
 
-_ROW_FIELDS = ("id", "sequence", "prev_hash", "row_hash", *CHAIN_FIELDS)
+_ROW_FIELDS = ("id", "sequence", "prev_hash", "row_hash", "row_mac", "mac_key_id", *CHAIN_FIELDS)
 
 
 def _describe(row: AccessLog) -> str:
@@ -241,6 +271,8 @@ def chain_verify() -> VerifyResult:
     of the start, then the head, so every digest considered points at a committed row.
     """
     keys = dict(signing_keys())
+    mac_keys = dict(row_mac_keys())
+    macs_seen = False
     last_digest_id = AccessLogDigest.objects.aggregate(last=Max("id"))["last"] or 0
     head_sequence = AccessLog.objects.aggregate(head=Max("sequence"))["head"] or 0
     digests = (
@@ -338,6 +370,20 @@ def chain_verify() -> VerifyResult:
         if row.prev_hash != previous_hash:
             problem, message = _link_problem(row, previous_hash)
             return failure(problem, message, row.sequence, row)
+        if row.row_mac or macs_seen:
+            # Rows written before row MACs existed have none; every row after the first one
+            # that has a MAC must carry a valid one, or it was written around the portal.
+            mac_key = mac_keys.get(row.mac_key_id)
+            if mac_key is None or not hmac.compare_digest(
+                row_mac_compute(row.row_hash, mac_key), row.row_mac
+            ):
+                return failure(
+                    "forged",
+                    f"{_describe(row)} has no valid MAC: it was not written by the portal",
+                    row.sequence,
+                    row,
+                )
+            macs_seen = True
         count += 1
         while pending_digest is not None and pending_digest.head_sequence == row.sequence:
             problem = digest_failure(pending_digest)

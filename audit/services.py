@@ -22,6 +22,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, models, transaction
 from django.utils import timezone
 from django.utils.ipv6 import clean_ipv6_address
@@ -31,6 +32,8 @@ from audit.chain import (
     chain_verify,
     digest_sign,
     row_hash_compute,
+    row_mac_compute,
+    row_mac_keys,
     signing_keys,
     timestamp_canonical,
 )
@@ -44,6 +47,7 @@ from audit.models import (
     AccessRule,
     ChainCheck,
 )
+from audit.sealer import seal_and_anchor, seals_verify
 
 # Key of the PostgreSQL advisory lock that serializes appends: "auditlog" as a bigint.
 CHAIN_LOCK_KEY = int.from_bytes(b"auditlog", "big")
@@ -223,6 +227,8 @@ def access_log_append(
         head = AccessLog.objects.order_by("-sequence").values_list("sequence", "row_hash").first()
         row = _chained_row(fields, head)
         row.save()
+    if settings.AUDIT_SEAL_INLINE:
+        transaction.on_commit(seal_and_anchor)
     return row
 
 
@@ -231,7 +237,14 @@ def _chained_row(fields: dict[str, Any], head: tuple[int, str] | None) -> Access
     ``None`` for an empty log), stamped now: call it under the chain lock."""
     sequence, prev_hash = (head[0] + 1, head[1]) if head else (1, GENESIS_HASH)
     fields.update(occurred_at=timezone.now(), sequence=sequence, prev_hash=prev_hash)
-    return AccessLog(**fields, row_hash=row_hash_compute(fields))
+    row_hash = row_hash_compute(fields)
+    mac_key_id, mac_key = row_mac_keys()[0]
+    return AccessLog(
+        **fields,
+        row_hash=row_hash,
+        row_mac=row_mac_compute(row_hash, mac_key),
+        mac_key_id=mac_key_id,
+    )
 
 
 def access_log_record_decision(
@@ -381,30 +394,38 @@ def chain_check_run(
     user_agent: str = "",
     request_id: str = "",
 ) -> ChainCheck:
-    """Verify the whole access log now (``chain_verify``), keep the result as a
-    :class:`ChainCheck` and write a ``chain_verify`` row to the log; answer the check.
+    """Verify the whole access log now (``chain_verify``, then the seals and anchors:
+    ``seals_verify``), keep the result as a :class:`ChainCheck` and write a ``chain_verify``
+    row to the log; answer the check.
 
     The log row's outcome is ``allowed`` for an intact chain and ``error`` for a broken one, so
     a broken chain also shows in the log's outcome filter.
     """
     result = chain_verify()
+    seals = seals_verify()
+    ok = result.ok and seals.ok
+    problem = result.problem or ("seals" if not seals.ok else "")
+    sealed = f"{seals.seals} seals over {seals.sealed_rows} rows, {seals.anchors} anchors"
+    message = "; ".join(
+        [result.message if not result.ok else f"{result.message}, {sealed}", *seals.problems]
+    )
     check = ChainCheck.objects.create(
         trigger=trigger,
         actor=actor,
-        ok=result.ok,
+        ok=ok,
         count=result.count,
         digests_checked=result.digests_checked,
         first_bad_sequence=result.first_bad_sequence,
         bad_row_id=result.bad_row_id,
-        problem=result.problem or "",
-        message=result.message,
+        problem=problem,
+        message=message,
         bad_row_time=result.bad_row_time,
         last_digest_at=result.last_digest_at,
     )
     access_log_append(
         action=AccessAction.CHAIN_VERIFY,
-        outcome=AccessOutcome.ALLOWED if result.ok else AccessOutcome.ERROR,
-        reason_code="chain_intact" if result.ok else f"chain_{result.problem}",
+        outcome=AccessOutcome.ALLOWED if ok else AccessOutcome.ERROR,
+        reason_code="chain_intact" if ok else f"chain_{problem}",
         identity=actor,
         client_ip=client_ip,
         user_agent=user_agent,
@@ -414,6 +435,8 @@ def chain_check_run(
             "check_id": check.pk,
             "rows_verified": result.count,
             "digests_checked": result.digests_checked,
+            "seals_checked": seals.seals,
+            "anchors_checked": seals.anchors,
             "first_bad_sequence": result.first_bad_sequence,
         },
     )

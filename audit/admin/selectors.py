@@ -393,7 +393,7 @@ def chain_alerts(*, now: datetime, check: ChainCheck | None) -> list[Alert]:
             Alert(
                 "warning",
                 "The audit chain was never verified",
-                "Run “Verify audit chain”; the nightly task does it too.",
+                "Run “Verify audit log”; the nightly task does it too.",
                 reverse("admin:audit_accesslog_verify"),
             )
         ]

@@ -36,8 +36,9 @@ def tamper(sql: str, params: list | None = None) -> None:
     """
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            for table in ("audit_accesslog", "audit_accesslogdigest"):
+            for table in ("audit_accesslog", "audit_accesslogdigest", "audit_auditseal"):
                 cursor.execute(f"ALTER TABLE {table} DISABLE TRIGGER {table}_append_only")
+                cursor.execute(f"ALTER TABLE {table} DISABLE TRIGGER {table}_no_truncate")
         cursor.execute(sql, params or [])
 
 

@@ -1,15 +1,20 @@
-"""The compliance dashboard (figures, chart, alerts) and the "Verify audit chain" page."""
+"""The compliance dashboard (figures, chart, alerts) and the "Verify audit log" page."""
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import date, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
+import redis
+from celery import current_app
+from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
-from audit import services
+from audit import sealer, services
 from audit.admin import selectors
 from audit.admin.chart import daily_bar_chart
 from audit.admin.selectors import DayCount
@@ -108,19 +113,34 @@ def test_a_stale_verification_is_a_warning():
     assert titles == ["The audit chain was not verified for over a day"]
 
 
-def test_verify_page_runs_the_check_and_shows_the_first_bad_row(admin_client):
+def queued_verifications() -> list[dict]:
+    """The verification tasks waiting on the real Redis broker, by their keyword arguments."""
+    found = []
+    for raw in redis.Redis.from_url(settings.REDIS_URL).lrange("celery", 0, -1):
+        message = json.loads(raw)
+        if message["headers"]["task"] == "audit.tasks.verify_audit_chain":
+            _args, kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+            found.append(kwargs)
+    return found
+
+
+def test_verify_page_queues_the_check_and_shows_the_first_bad_row(admin_client):
     for n in range(3):
         open_("alice", sid(n))
     digest = audit_digest_create()
     url = reverse("admin:audit_accesslog_verify")
     assert admin_client.get(url).context["latest"] is None
 
+    # A million rows outlast a web request: the button queues the check for a worker.
     response = admin_client.post(url, follow=True)
-    latest = response.context["latest"]
+    assert b"Verification queued" in response.content
+    assert response.context["latest"] is None
+    assert queued_verifications() == [{"trigger": "admin", "actor": "admin:admin"}]
+    verify_audit_chain(**queued_verifications()[0])  # what the worker runs
+    latest = admin_client.get(url).context["latest"]
     assert (latest.ok, latest.count, latest.digests_checked) == (True, 3, 1)
     assert latest.last_digest_at == digest.created_at
     assert latest.actor == "admin:admin"
-    assert b"The audit chain is intact" in response.content
     logged = AccessLog.objects.get(action="chain_verify")
     assert (logged.outcome, logged.reason_code, logged.identity) == (
         "allowed",
@@ -130,7 +150,8 @@ def test_verify_page_runs_the_check_and_shows_the_first_bad_row(admin_client):
 
     bad = AccessLog.objects.get(sequence=2)
     tamper("UPDATE audit_accesslog SET identity = 'mallory' WHERE sequence = 2")
-    response = admin_client.post(url, follow=True)
+    verify_audit_chain(trigger="admin", actor="admin:admin")
+    response = admin_client.get(url)
     latest = response.context["latest"]
     assert (latest.ok, latest.problem, latest.first_bad_sequence, latest.bad_row_id) == (
         False,
@@ -143,6 +164,35 @@ def test_verify_page_runs_the_check_and_shows_the_first_bad_row(admin_client):
     assert reverse("admin:audit_accesslog_change", args=[bad.pk]) in content
     assert "Last signed digest" in content
     assert len(response.context["checks"]) == 2
+
+
+def test_in_embedded_mode_the_verify_button_checks_at_once(admin_client):
+    open_("alice", sid(1))
+    current_app.conf.task_always_eager = True
+    try:
+        response = admin_client.post(reverse("admin:audit_accesslog_verify"), follow=True)
+    finally:
+        current_app.conf.task_always_eager = False
+    assert b"The audit log is intact" in response.content
+    assert response.context["latest"].ok
+
+
+def test_the_verify_page_shows_the_seal_key_and_warns_when_sealing_stalls(
+    admin_client, settings
+):
+    open_("alice", sid(1))
+    url = reverse("admin:audit_accesslog_verify")
+    page = admin_client.get(url).content.decode()
+    fingerprint = next(iter(sealer.seal_public_keys()))
+    assert fingerprint in page
+    assert "BEGIN PUBLIC KEY" in page
+    assert 'id="sealing-overdue"' not in page  # the row is fresh
+    settings.AUDIT_SEAL_MAX_DELAY_SECONDS = 0
+    assert 'id="sealing-overdue"' in admin_client.get(url).content.decode()
+    sealer.seal_pending()
+    page = admin_client.get(url).content.decode()
+    assert 'id="sealing-overdue"' not in page
+    assert "seal 1, rows 1 to 1" in page
 
 
 def test_the_nightly_task_records_a_check():

@@ -193,7 +193,7 @@ def test_an_intact_log_verifies_and_the_command_exits_0(append_rows):
     audit_digest_create()
     result = chain_verify()
     assert (result.ok, result.count, result.digests_checked) == (True, 5, 1)
-    assert "OK: 5 rows intact, 1 digests verified" in run_verify()
+    assert "OK: 5 rows, 1 digests, 0 seals" in run_verify()
 
 
 def test_a_changed_row_is_named(append_rows):
@@ -255,7 +255,7 @@ def forged_row(*, sequence: int, prev_hash: str) -> AccessLog:
 
 
 def insert(row: AccessLog) -> None:
-    columns = ["sequence", *chain.CHAIN_FIELDS, "prev_hash", "row_hash"]
+    columns = ["sequence", *chain.CHAIN_FIELDS, "prev_hash", "row_hash", "row_mac", "mac_key_id"]
     values = [getattr(row, column) for column in columns]
     values = [json.dumps(value) if isinstance(value, list | dict) else value for value in values]
     placeholders = ", ".join(["%s"] * len(columns))
@@ -291,8 +291,10 @@ def test_a_row_inserted_in_the_middle_is_named(append_rows):
         )
     insert(forged_row(sequence=3, prev_hash=rows[1].row_hash))
     result = chain_verify()
-    assert (result.problem, result.first_bad_sequence) == ("inserted", 4)
-    assert "inserted" in result.message
+    # The slipped-in row links and hashes correctly, but carries no valid MAC: it is named
+    # itself, before the link after it would give it away.
+    assert (result.problem, result.first_bad_sequence) == ("forged", 3)
+    assert "not written by the portal" in result.message
 
 
 def test_a_row_inserted_with_a_made_up_sequence_is_named(append_rows):
@@ -320,10 +322,10 @@ def test_digests_sign_the_head_and_the_task_makes_one(append_rows):
     )
 
 
-def test_a_chain_rewritten_consistently_is_caught_by_the_digest(append_rows):
-    append_rows(4)
-    audit_digest_create()
-    # Change row 2 and recompute every hash after it: the chain alone looks intact.
+def rewrite_from_row_2(*, with_the_mac_key: bool) -> None:
+    """Change row 2 and recompute every hash after it, as someone who knows the algorithm
+    would; with the MAC key (stolen from the portal's environment) the MACs too."""
+    _key_id, mac_key = chain.row_mac_keys()[0]
     previous = AccessLog.objects.get(sequence=1).row_hash
     for sequence in (2, 3, 4):
         row = AccessLog.objects.get(sequence=sequence)
@@ -331,11 +333,32 @@ def test_a_chain_rewritten_consistently_is_caught_by_the_digest(append_rows):
         if sequence == 2:
             row.identity = "mallory"
         row.row_hash = row_hash_compute(row)
+        mac = chain.row_mac_compute(row.row_hash, mac_key) if with_the_mac_key else row.row_mac
         tamper(
-            "UPDATE audit_accesslog SET identity = %s, prev_hash = %s, row_hash = %s WHERE id = %s",
-            [row.identity, row.prev_hash, row.row_hash, row.id],
+            "UPDATE audit_accesslog SET identity = %s, prev_hash = %s, row_hash = %s, "
+            "row_mac = %s WHERE id = %s",
+            [row.identity, row.prev_hash, row.row_hash, mac, row.id],
         )
         previous = row.row_hash
+
+
+def test_a_chain_rewritten_consistently_without_the_mac_key_is_named_by_the_row_mac(
+    append_rows,
+):
+    rows = append_rows(4)
+    rewrite_from_row_2(with_the_mac_key=False)
+    result = chain_verify()
+    assert (result.problem, result.first_bad_sequence, result.bad_row_id) == (
+        "forged",
+        2,
+        rows[1].id,
+    )
+
+
+def test_a_chain_rewritten_consistently_with_the_mac_key_is_caught_by_the_digest(append_rows):
+    append_rows(4)
+    audit_digest_create()
+    rewrite_from_row_2(with_the_mac_key=True)
     result = chain_verify()
     assert (result.problem, result.first_bad_sequence, result.count) == ("digest_mismatch", 4, 4)
 

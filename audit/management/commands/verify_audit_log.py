@@ -1,37 +1,81 @@
-"""``manage.py verify_audit_log``: recompute the access log's hash chain and check its digests.
+"""``manage.py verify_audit_log``: check that the access log is complete and unaltered.
 
-Exit 0 printing the number of rows when the chain is intact; exit 1 naming the first bad row.
+In the database: every row's hash, link and MAC and the older signed digests
+(``audit.chain.chain_verify``), then every seal's signature, Merkle root and link, rows left
+unsealed past the delay, and the seals against their anchors outside the database
+(``audit.sealer.seals_verify``). With ``--bundle DIR --public-key FILE``: an exported evidence
+bundle, offline, with nothing but the public key (``audit.evidence.bundle_verify``).
+
+Exit 0 printing what was checked; exit 1 naming every problem found.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from audit.chain import chain_verify, timestamp_canonical
+from audit.evidence import bundle_verify, public_keys_from_pem
+from audit.sealer import seals_verify
 
 
 class Command(BaseCommand):
-    """Verify the access log (see ``audit.chain.chain_verify``)."""
+    """Verify the access log, its seals and anchors, or an evidence bundle."""
 
-    help = "Verify the access log's hash chain and signed digests."
+    help = "Verify the access log (rows, seals, anchors), or an evidence bundle offline."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--bundle", help="an evidence bundle folder (offline check)")
+        parser.add_argument("--public-key", help="PEM file of the seal public key(s)")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        result = chain_verify()
-        last = (
-            f"last digest {timestamp_canonical(result.last_digest_at)}"
-            if result.last_digest_at
-            else "no digests"
+        if options["bundle"] or options["public_key"]:
+            self._bundle(options["bundle"], options["public_key"])
+            return
+        chain = chain_verify()
+        seals = seals_verify()
+        sealed = (
+            f"sealed from {timestamp_canonical(seals.first_sealed_at)} to "
+            f"{timestamp_canonical(seals.last_sealed_at)}"
+            if seals.first_sealed_at and seals.last_sealed_at
+            else "nothing sealed yet"
         )
-        if result.ok:
-            self.stdout.write(
-                f"OK: {result.count} rows intact, "
-                f"{result.digests_checked} digests verified ({last})"
+        waiting = (
+            f"; not yet anchored: seals {', '.join(map(str, seals.not_yet_anchored))}"
+            if seals.not_yet_anchored
+            else ""
+        )
+        summary = (
+            f"{chain.count} rows, {chain.digests_checked} digests, {seals.seals} seals over "
+            f"{seals.sealed_rows} rows ({seals.unsealed_rows} not sealed yet), "
+            f"{seals.anchors} anchors in {seals.anchor_store}; {sealed}{waiting}"
+        )
+        problems = list(seals.problems)
+        if not chain.ok:
+            problems.insert(
+                0, f"{chain.problem} at sequence {chain.first_bad_sequence}: {chain.message}"
             )
+        if not problems:
+            self.stdout.write(f"OK: {summary}")
             return
         raise CommandError(
-            f"audit log NOT intact: {result.problem} at sequence {result.first_bad_sequence}: "
-            f"{result.message} ({result.count} rows verified before it, {last})",
+            "audit log NOT intact:\n  - " + "\n  - ".join(problems) + f"\nChecked: {summary}",
             returncode=1,
+        )
+
+    def _bundle(self, bundle: str | None, public_key: str | None) -> None:
+        if not bundle or not public_key:
+            raise CommandError("--bundle and --public-key go together", returncode=2)
+        try:
+            keys = public_keys_from_pem(Path(public_key).read_text())
+        except (OSError, ValueError) as exc:
+            raise CommandError(f"cannot read the public key: {exc}", returncode=1) from exc
+        report = bundle_verify(Path(bundle), keys)
+        if report.ok:
+            self.stdout.write(f"OK: bundle of {report.rows} rows and {report.seals} seals verified")
+            return
+        raise CommandError(
+            "bundle NOT verified:\n  - " + "\n  - ".join(report.problems), returncode=1
         )

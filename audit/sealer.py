@@ -1,0 +1,323 @@
+"""Sealing the access log and checking the seals: the database side of ``audit.evidence``.
+
+``seal_pending`` takes the committed rows after the last seal, in sequence order, and writes one
+signed seal over them (``AuditSeal``); ``anchors_publish`` then writes every seal not yet
+anchored to the anchor store (``audit.anchors``). A seal is written in its own transaction:
+two sealers at once cannot both seal the same rows (seal numbers and sequence ranges are
+unique), and a sealer killed mid-batch leaves nothing behind but rows the next run seals. When
+the anchor store is down the seals wait in the database and are anchored on a later run;
+verification meanwhile says which seals are not yet anchored.
+
+``seals_verify`` checks the seals against the rows and the anchors (see its docstring); the row
+contents, hash links, row MACs and the older HMAC digests are ``audit.chain.chain_verify``'s.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from audit import evidence, merkle
+from audit.anchors import AnchorConflict, AnchorStore, AnchorUnavailable, anchor_store
+from audit.chain import timestamp_canonical
+from audit.models import AccessLog, AuditSeal
+
+logger = logging.getLogger(__name__)
+
+SEAL_MAX_ROWS = 10_000
+"""Rows per seal at most, so one seal's Merkle tree and transaction stay small."""
+
+
+# --- Keys ----------------------------------------------------------------------------------
+
+
+def seal_signing_keys() -> list[Ed25519PrivateKey]:
+    """The seal-signing keys from ``AUDIT_SEAL_SIGNING_KEY``, the one that signs first."""
+    try:
+        keys = [evidence.signing_key_from_seed(v) for v in settings.AUDIT_SEAL_SIGNING_KEYS]
+    except ValueError as exc:
+        raise ImproperlyConfigured(
+            "AUDIT_SEAL_SIGNING_KEY must be URL-safe base64 of a 32-byte Ed25519 seed"
+        ) from exc
+    if not keys:
+        raise ImproperlyConfigured("No audit seal signing key: set AUDIT_SEAL_SIGNING_KEY")
+    return keys
+
+
+def seal_public_keys() -> dict[str, Ed25519PublicKey]:
+    """The public halves of every configured seal key, by fingerprint (all of them verify)."""
+    public = [key.public_key() for key in seal_signing_keys()]
+    return {evidence.public_key_fingerprint(key): key for key in public}
+
+
+# --- Sealing -------------------------------------------------------------------------------
+
+
+def seal_document(seal: AuditSeal) -> dict[str, Any]:
+    """A stored seal as its signed document (what is anchored and exported)."""
+    return {
+        "version": evidence.SEAL_VERSION,
+        "number": seal.number,
+        "created_at": timestamp_canonical(seal.created_at),
+        "first_sequence": seal.first_sequence,
+        "last_sequence": seal.last_sequence,
+        "row_count": seal.row_count,
+        "merkle_root": seal.merkle_root,
+        "prev_seal_hash": seal.prev_seal_hash,
+        "key_fingerprint": seal.key_fingerprint,
+        "signature": seal.signature,
+        "seal_hash": seal.seal_hash,
+    }
+
+
+def seal_pending(*, max_rows: int = SEAL_MAX_ROWS) -> AuditSeal | None:
+    """Seal the rows committed after the last seal (at most ``max_rows``, in sequence order);
+    answer the new seal, or None when there was nothing to seal or another sealer won."""
+    last = AuditSeal.objects.order_by("-number").first()
+    after = last.last_sequence if last else 0
+    rows = list(
+        AccessLog.objects.filter(sequence__gt=after)
+        .order_by("sequence")
+        .values_list("sequence", "row_hash")[:max_rows]
+    )
+    # Rows are appended under the chain lock, so committed sequences are gapless: a gap means a
+    # row was removed, which verification reports; seal only the run that is whole.
+    run: list[str] = []
+    for offset, (sequence, row_hash) in enumerate(rows):
+        if sequence != after + 1 + offset:
+            logger.error("access log row %s missing: sealing stops before it", after + 1 + offset)
+            break
+        run.append(row_hash)
+    if not run:
+        return None
+    key = seal_signing_keys()[0]
+    created_at = timezone.now()
+    body = evidence.seal_body(
+        number=(last.number if last else 0) + 1,
+        created_at=timestamp_canonical(created_at),
+        first_sequence=after + 1,
+        last_sequence=after + len(run),
+        row_hashes=run,
+        prev_seal_hash=last.seal_hash if last else evidence.GENESIS_SEAL_HASH,
+        key_fingerprint=evidence.public_key_fingerprint(key.public_key()),
+    )
+    document = evidence.seal_sign(body, key)
+    seal = AuditSeal(
+        number=body["number"],
+        created_at=created_at,
+        first_sequence=body["first_sequence"],
+        last_sequence=body["last_sequence"],
+        row_count=body["row_count"],
+        merkle_root=body["merkle_root"],
+        prev_seal_hash=body["prev_seal_hash"],
+        key_fingerprint=body["key_fingerprint"],
+        signature=document["signature"],
+        seal_hash=document["seal_hash"],
+    )
+    try:
+        with transaction.atomic():
+            seal.save()
+    except IntegrityError:
+        logger.info("another sealer wrote seal %s first", body["number"])
+        return None
+    return seal
+
+
+def anchors_publish(store: AnchorStore | None = None) -> int:
+    """Anchor every seal the store does not hold yet; answer how many were written. Raises
+    ``AnchorUnavailable`` when the store cannot be reached (the seals wait for the next run)."""
+    store = store or anchor_store()
+    if store is None:
+        return 0
+    anchored = store.anchored()
+    written = 0
+    for seal in AuditSeal.objects.order_by("number").iterator(chunk_size=500):
+        if seal.number not in anchored:
+            store.put(seal.number, seal_document(seal))
+            written += 1
+    return written
+
+
+def seal_and_anchor() -> tuple[int, int]:
+    """One sealer round: seal everything pending, then anchor; answers ``(seals, anchors)``
+    written. An anchor store that is down is logged, not raised: the rows stay sealed in the
+    database and are anchored on a later round."""
+    seals = 0
+    while seal_pending() is not None:
+        seals += 1
+    try:
+        anchors = anchors_publish()
+    except (AnchorUnavailable, AnchorConflict) as exc:
+        logger.error("audit seals not anchored: %s", exc)
+        anchors = 0
+    return seals, anchors
+
+
+@dataclass(frozen=True)
+class SealingStatus:
+    """What the verification page shows about sealing, from cheap queries only."""
+
+    public_keys: list[tuple[str, str]]
+    last_seal: AuditSeal | None
+    unsealed_rows: int
+    oldest_unsealed_at: datetime | None
+    overdue: bool
+    anchor_store: str
+    max_delay_seconds: int
+
+
+def sealing_status(*, now: datetime | None = None) -> SealingStatus:
+    """The public key(s), the last seal, the rows waiting and whether any waits longer than
+    ``AUDIT_SEAL_MAX_DELAY_SECONDS`` (the sealer is not running, or failing)."""
+    now = now or timezone.now()
+    last = AuditSeal.objects.order_by("-number").first()
+    waiting = AccessLog.objects.filter(sequence__gt=last.last_sequence if last else 0)
+    oldest = waiting.order_by("sequence").values_list("occurred_at", flat=True).first()
+    store = anchor_store()
+    return SealingStatus(
+        public_keys=[
+            (fingerprint, evidence.public_key_pem(key))
+            for fingerprint, key in seal_public_keys().items()
+        ],
+        last_seal=last,
+        unsealed_rows=waiting.count(),
+        oldest_unsealed_at=oldest,
+        overdue=oldest is not None
+        and oldest < now - timedelta(seconds=settings.AUDIT_SEAL_MAX_DELAY_SECONDS),
+        anchor_store=store.description if store else "none configured",
+        max_delay_seconds=settings.AUDIT_SEAL_MAX_DELAY_SECONDS,
+    )
+
+
+# --- Verification --------------------------------------------------------------------------
+
+
+@dataclass
+class SealReport:
+    """What ``seals_verify`` checked and every problem it found."""
+
+    seals: int = 0
+    sealed_rows: int = 0
+    unsealed_rows: int = 0
+    anchors: int = 0
+    anchor_store: str = "none configured"
+    first_sealed_at: datetime | None = None
+    last_sealed_at: datetime | None = None
+    not_yet_anchored: list[int] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing was wrong."""
+        return not self.problems
+
+
+def _rows_of(seal: AuditSeal) -> Iterator[tuple[int, str]]:
+    return (
+        AccessLog.objects.filter(
+            sequence__gte=seal.first_sequence, sequence__lte=seal.last_sequence
+        )
+        .order_by("sequence")
+        .values_list("sequence", "row_hash")
+        .iterator(chunk_size=5000)
+    )
+
+
+def seals_verify(*, now: datetime | None = None, store: AnchorStore | None = None) -> SealReport:
+    """Check the seals against the rows they cover and against the anchors.
+
+    Problems named: a seal with a bad signature or hash, a broken link to the previous seal, a
+    gap or overlap between seals, a seal whose rows are missing or changed (its Merkle root no
+    longer matches), rows older than ``AUDIT_SEAL_MAX_DELAY_SECONDS`` that no seal covers, seals
+    missing from the anchors (older than the delay) or anchored differently, anchors of seals the
+    database no longer has (rows and seals deleted, tables emptied).
+    """
+    now = now or timezone.now()
+    delay = timedelta(seconds=settings.AUDIT_SEAL_MAX_DELAY_SECONDS)
+    keys = seal_public_keys()
+    report = SealReport()
+    documents: dict[int, dict[str, Any]] = {}
+    previous: AuditSeal | None = None
+    for seal in AuditSeal.objects.order_by("number").iterator(chunk_size=500):
+        document = seal_document(seal)
+        documents[seal.number] = document
+        report.seals += 1
+        report.first_sealed_at = report.first_sealed_at or seal.created_at
+        report.last_sealed_at = seal.created_at
+        problem = evidence.seal_problem(document, keys)
+        if problem:
+            report.problems.append(problem)
+        expected_number = previous.number + 1 if previous else 1
+        expected_prev = previous.seal_hash if previous else evidence.GENESIS_SEAL_HASH
+        expected_first = previous.last_sequence + 1 if previous else 1
+        if seal.number != expected_number:
+            report.problems.append(f"seal {expected_number} is missing before seal {seal.number}")
+        elif seal.prev_seal_hash != expected_prev:
+            report.problems.append(f"seal {seal.number} does not link to seal {seal.number - 1}")
+        if seal.first_sequence != expected_first:
+            report.problems.append(
+                f"seal {seal.number} starts at row {seal.first_sequence}, "
+                f"expected {expected_first}: rows between seals are unsealed or sealed twice"
+            )
+        hashes = [row_hash for _sequence, row_hash in _rows_of(seal)]
+        root = merkle.merkle_root([evidence.row_leaf(h) for h in hashes]).hex()
+        if len(hashes) != seal.row_count:
+            report.problems.append(
+                f"seal {seal.number} covers {seal.row_count} rows "
+                f"({seal.first_sequence} to {seal.last_sequence}), the log holds {len(hashes)}"
+            )
+        elif root != seal.merkle_root:
+            report.problems.append(
+                f"seal {seal.number}'s Merkle root does not match rows {seal.first_sequence} "
+                f"to {seal.last_sequence}: a row was changed or replaced"
+            )
+        report.sealed_rows += len(hashes)
+        previous = seal
+
+    last_sealed = previous.last_sequence if previous else 0
+    unsealed = AccessLog.objects.filter(sequence__gt=last_sealed)
+    report.unsealed_rows = unsealed.count()
+    overdue = unsealed.filter(occurred_at__lt=now - delay).order_by("sequence").first()
+    if overdue is not None:
+        report.problems.append(
+            f"row {overdue.sequence} of {timestamp_canonical(overdue.occurred_at)} is not sealed "
+            f"after {settings.AUDIT_SEAL_MAX_DELAY_SECONDS} s"
+        )
+
+    store = store or anchor_store()
+    if store is None:
+        report.problems.append("no anchor store is configured (AUDIT_ANCHOR_BUCKET)")
+        return report
+    report.anchor_store = store.description
+    try:
+        anchored = store.anchored()
+    except AnchorUnavailable as exc:
+        report.problems.append(f"anchors cannot be read: {exc}")
+        return report
+    report.anchors = len(anchored)
+    for number, anchor in sorted(anchored.items()):
+        held = documents.get(number)
+        if held is None:
+            report.problems.append(
+                f"seal {number} is anchored but missing from the database: "
+                "rows and their seals were deleted"
+            )
+        elif any(version != held for version in anchor.documents):
+            report.problems.append(f"seal {number} differs from its anchor")
+    for number, document in documents.items():
+        if number in anchored:
+            continue
+        report.not_yet_anchored.append(number)
+        created = AuditSeal.objects.get(number=number).created_at
+        if created < now - delay:
+            report.problems.append(f"seal {number} ({document['created_at']}) is not anchored")
+    return report
