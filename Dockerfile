@@ -8,4 +8,4 @@ COPY . .
 RUN DJANGO_DEBUG=1 python manage.py collectstatic --noinput
 USER nobody
 EXPOSE 8000
-CMD ["gunicorn", "portal.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "2"]
+CMD ["gunicorn", "portal.wsgi:application", "-c", "python:portal.gunicorn", "--bind", "0.0.0.0:8000", "--workers", "2"]

@@ -45,6 +45,8 @@ lint: $(STAMP)
 	DJANGO_DEBUG=1 $(PY) manage.py makemigrations --check --dry-run
 	DJANGO_DEBUG=0 DJANGO_SECRET_KEY=lint-only-$$(date +%s)-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH \
 	  DJANGO_ALLOWED_HOSTS=portal.example.com PORTAL_MASTER_KEY=$$($(PY) -c "import base64,os;print(base64.urlsafe_b64encode(os.urandom(32)).decode())") \
+	  AUDIT_SEAL_SIGNING_KEY=$$($(PY) -c "import base64,os;print(base64.urlsafe_b64encode(os.urandom(32)).decode())") \
+	  AUDIT_ROW_MAC_KEY=$$($(PY) -c "import base64,os;print(base64.urlsafe_b64encode(os.urandom(32)).decode())") \
 	  $(PY) manage.py check --deploy --fail-level WARNING
 
 test: $(STAMP) services browser lint

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import os
 import socket
+import socketserver
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -73,6 +76,14 @@ def _clean_redis() -> Iterator[None]:
     client.close()
 
 
+@pytest.fixture(autouse=True)
+def audit_anchor_dir(settings, tmp_path: Path) -> Path:
+    """Each test anchors audit seals in a folder of its own (never the project's ``var/``)."""
+    settings.AUDIT_ANCHOR_BUCKET = ""
+    settings.AUDIT_ANCHOR_DIR = str(tmp_path / "audit-anchors")
+    return tmp_path / "audit-anchors"
+
+
 @pytest.fixture(scope="session")
 def fake_twilio_server():
     """One fake Twilio HTTP server on loopback for the whole run."""
@@ -130,6 +141,54 @@ def s3(s3_server, settings):
         for item in page.get("Versions", []) + page.get("DeleteMarkers", []):
             client.delete_object(Bucket=TEST_BUCKET, Key=item["Key"], VersionId=item["VersionId"])
     client.delete_bucket(Bucket=TEST_BUCKET)
+
+
+class _FrozenHandler(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        self.server.release.wait()  # type: ignore[attr-defined]
+
+
+class FrozenServer(socketserver.ThreadingTCPServer):
+    """A TCP server on loopback that accepts every connection and never answers: an S3 (or
+    any HTTP upstream) that hangs. ``accepted`` counts the connections it holds."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _FrozenHandler)
+        self.release = threading.Event()
+        self.accepted = 0
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        self.accepted += 1
+        return True
+
+    def wait_for_connections(self, count: int, timeout: float = 10.0) -> None:
+        """Block until ``count`` connections were accepted (or fail the test)."""
+        deadline = time.monotonic() + timeout
+        while self.accepted < count:
+            if time.monotonic() > deadline:
+                pytest.fail(f"the frozen server saw {self.accepted} of {count} connections")
+            time.sleep(0.02)
+
+
+@pytest.fixture
+def frozen_s3(settings) -> Iterator[FrozenServer]:
+    """A hung S3: the portal's storage pointed at a loopback server that never answers."""
+    server = FrozenServer()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    settings.AWS_STORAGE_BUCKET_NAME = TEST_BUCKET
+    settings.AWS_S3_ENDPOINT_URL = server.url
+    settings.AWS_S3_REGION_NAME = "us-east-1"
+    settings.AWS_ACCESS_KEY_ID = "testing"
+    settings.AWS_SECRET_ACCESS_KEY = "testing"  # noqa: S105 - nothing checks them
+    yield server
+    server.release.set()
+    server.shutdown()
+    server.server_close()
 
 
 CHROMIUM = Path("/usr/bin/chromium")

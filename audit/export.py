@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -21,6 +22,13 @@ COLUMNS = ("sequence", *CHAIN_FIELDS, "prev_hash", "row_hash")
 # A spreadsheet runs a cell that starts with one of these as a formula ("CSV injection"); an
 # identity or a user agent comes from outside, so the officer's CSV neutralizes them.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+# Every character something splits lines at (``str.splitlines``'s set), and NUL. ``csv.writer``
+# quotes only the characters of its line terminator ("\n" here): a bare "\r" or U+2028 went out
+# unquoted, a reader or spreadsheet split the record there, and the text after it became a cell
+# of its own (a live formula, if it started with "="). A row holding any of them is written
+# with every field quoted, so each record reads back as one.
+_LINE_BREAK_OR_NUL = re.compile("[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029\x00]")
 
 
 def _record(row: tuple[Any, ...]) -> dict[str, Any]:
@@ -44,14 +52,18 @@ def _spreadsheet_safe(value: Any) -> Any:
 def csv_lines(rows: Iterable[tuple[Any, ...]], *, spreadsheet_safe: bool = False) -> Iterator[str]:
     """A header line, then one CSV line per row (``roles`` and ``detail`` as compact JSON).
 
+    A row with a line break of any kind (or NUL) in a cell has all its fields quoted, so a CSV
+    reader reads exactly one record per row whatever callers put in the log.
     With ``spreadsheet_safe``, a text cell that a spreadsheet would run as a formula gets a
     leading ``'``: for files an officer opens; a SIEM wants the exact values.
     """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
+    quoting_writer = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_ALL)
 
     def line(cells: list[Any]) -> str:
-        writer.writerow(cells)
+        breaks = any(isinstance(cell, str) and _LINE_BREAK_OR_NUL.search(cell) for cell in cells)
+        (quoting_writer if breaks else writer).writerow(cells)
         text = buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()

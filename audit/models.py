@@ -102,6 +102,7 @@ class AccessAction(models.TextChoices):
     CHAIN_VERIFY = "chain_verify", "audit chain verification"
     TWILIO_CONFIG = "twilio_config", "Twilio storage configuration"
     PRIVATE_KEY_DELETE = "private_key_delete", "private key deletion"
+    ADMIN_LOGIN = "admin_login", "admin login (success, failure or lockout)"
 
 
 class AccessOutcome(models.TextChoices):
@@ -189,6 +190,15 @@ class AccessLog(AppendOnlyModel):
     detail = models.JSONField(default=dict, blank=True)
     prev_hash = models.CharField(max_length=64, editable=False)
     row_hash = models.CharField(max_length=64, editable=False)
+    row_mac = models.CharField(
+        max_length=64,
+        blank=True,
+        editable=False,
+        help_text="HMAC-SHA256 of row_hash under AUDIT_ROW_MAC_KEY, a key the database does not "
+        "hold: a row written around the portal cannot carry a valid one. Blank only on rows "
+        "written before row MACs existed.",
+    )
+    mac_key_id = models.CharField(max_length=16, blank=True, editable=False)
 
     integrity_field = "row_hash"
 
@@ -232,11 +242,43 @@ class AccessLogDigest(AppendOnlyModel):
         return f"digest of #{self.head_sequence} at {self.created_at:%Y-%m-%d %H:%M:%S}Z"
 
 
+class AuditSeal(AppendOnlyModel):
+    """A signed commitment to a contiguous run of access-log rows (``audit.evidence``).
+
+    Covers rows ``first_sequence`` to ``last_sequence`` (``row_count`` of them, listed
+    explicitly so nothing is silently skipped) by the Merkle root of their row hashes, links
+    to the previous seal by ``prev_seal_hash``, and is signed with the Ed25519 key whose public
+    key has ``key_fingerprint``. Each seal is also anchored outside the database
+    (``audit.anchors``): verification compares the two, so deleting rows and their seals, or
+    emptying both tables, is found.
+    """
+
+    number = models.PositiveBigIntegerField(unique=True, editable=False)
+    created_at = models.DateTimeField(editable=False)
+    first_sequence = models.PositiveBigIntegerField(unique=True, editable=False)
+    last_sequence = models.PositiveBigIntegerField(unique=True, editable=False)
+    row_count = models.PositiveIntegerField(editable=False)
+    merkle_root = models.CharField(max_length=64, editable=False)
+    prev_seal_hash = models.CharField(max_length=64, editable=False)
+    key_fingerprint = models.CharField(max_length=64, editable=False)
+    signature = models.CharField(max_length=100, editable=False)
+    seal_hash = models.CharField(max_length=64, unique=True, editable=False)
+
+    integrity_field = "signature"
+
+    class Meta:
+        ordering = ["-number"]
+        verbose_name = "audit seal"
+
+    def __str__(self) -> str:
+        return f"seal {self.number}: rows {self.first_sequence} to {self.last_sequence}"
+
+
 class ChainCheck(models.Model):
     """The result of one full verification of the access log (``audit.chain.chain_verify``).
 
     Kept so the dashboard can raise "broken audit chain" without re-hashing a million rows on
-    every page view: the nightly task and the admin's "Verify audit chain" page each add one.
+    every page view: the nightly task and the admin's "Verify audit log" page each add one.
     Each run is also written to the access log itself (``chain_verify``).
     """
 

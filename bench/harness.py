@@ -46,6 +46,12 @@ def server_env(port: int, **extra: str) -> dict[str, str]:
             "PORTAL_MASTER_KEY": base64.urlsafe_b64encode(
                 b"bench-master-key-0123456789abcde"
             ).decode(),
+            "AUDIT_SEAL_SIGNING_KEY": base64.urlsafe_b64encode(
+                b"bench-seal-key-0123456789abcdefg"
+            ).decode(),
+            "AUDIT_ROW_MAC_KEY": base64.urlsafe_b64encode(
+                b"bench-rowmac-key-0123456789abcde"
+            ).decode(),
             "DATABASE_URL": os.environ.get(
                 "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/portal_bench"
             ),

@@ -4,6 +4,8 @@ Compliance officers live in the admin, so it is the portal's most privileged sur
 production (``DJANGO_DEBUG=0``) ``ADMIN_REQUIRE_OTP`` is always on: staff log in with a password
 and a TOTP code (django-otp), and a session that was not verified by a device is treated as not
 staff at all. Embedded mode (the demo) stays password-only unless ``ADMIN_REQUIRE_OTP=1``.
+Every failed login (wrong password, wrong or missing code) gets the same answer and is counted
+by django-axes (``AXES_*`` in the settings); a locked-out attempt gets :func:`login_locked_out`.
 
 The site also carries pages that belong to no single model, which apps add with
 :meth:`ComplianceAdminSite.register_urls` (the Twilio storage settings, credentials and IAM
@@ -14,23 +16,76 @@ itself imports no app, so the arrows point from the apps to the kernel.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from typing import Any
+from datetime import timedelta
+from functools import wraps
+from typing import Any, TypeVar, cast
 
 from django.conf import settings
 from django.contrib.admin import AdminSite
 from django.contrib.admin.forms import AdminAuthenticationForm
-from django.http import HttpRequest
+from django.contrib.auth.signals import user_login_failed
+from django.core.exceptions import ValidationError
+from django.forms import PasswordInput
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http.response import HttpResponseBase
+from django.shortcuts import render
 from django.urls import URLPattern, URLResolver
 from django_otp.admin import OTPAdminAuthenticationForm
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 
-class TotpAdminAuthenticationForm(OTPAdminAuthenticationForm):
+class StaffAuthenticationForm(AdminAuthenticationForm):
+    """Django's admin login form, with one answer for every failed login, so the page never
+    tells a stranger that the password was right (see :meth:`clean`)."""
+
+    def clean(self) -> dict[str, Any]:
+        """Django's checks (and, in :class:`TotpAdminAuthenticationForm`, the code's); any
+        failure answers the form's ``invalid_login`` message.
+
+        A failure after the password was right (a wrong or missing code, or an account that is
+        not active staff) is announced with Django's ``user_login_failed`` signal, as a wrong
+        password is, with ``reason`` ``bad_otp`` or ``not_staff``: django-axes then counts it
+        (knowing a password gives no more code guesses than not knowing it) and the access log
+        records it (``audit.staff_logins``). The signal carries the username, never the
+        password or the code, and the page never shows the password again.
+        """
+        try:
+            return super().clean()
+        except ValidationError:
+            user = self.user_cache
+            if user is not None:
+                staff = user.is_active and bool(getattr(user, "is_staff", False))
+                user_login_failed.send(
+                    sender=type(self),
+                    credentials={"username": self.cleaned_data.get("username")},
+                    request=self.request,
+                    reason="bad_otp" if staff else "not_staff",
+                )
+                self.user_cache = None
+            # Never send the password back: django-otp re-fills it after a right password (to
+            # save retyping), which would tell a stranger that it was right.
+            widget = self.fields["password"].widget
+            if isinstance(widget, PasswordInput):
+                widget.render_value = False
+            raise self.get_invalid_login_error() from None
+
+
+class TotpAdminAuthenticationForm(StaffAuthenticationForm, OTPAdminAuthenticationForm):
     """django-otp's admin login form, for staff who each have one TOTP device: the code is
     checked against the user's newest confirmed TOTP device, so nobody picks a device from a
     list (django-otp would otherwise ask, so that a wrong code never counts as a failure
-    against an unrelated device). ``enroll_totp --replace`` renews a lost device."""
+    against an unrelated device). ``enroll_totp --replace`` renews a lost device.
+
+    A wrong password and a right password with a wrong or missing code get the same message
+    (:meth:`StaffAuthenticationForm.clean`)."""
+
+    error_messages = {
+        **StaffAuthenticationForm.error_messages,
+        "invalid_login": "Please enter the correct %(username)s, password and authenticator "
+        "code for a staff account.",
+    }
 
     def _chosen_device(self, user: Any) -> TOTPDevice | None:
         return (
@@ -38,6 +93,31 @@ class TotpAdminAuthenticationForm(OTPAdminAuthenticationForm):
             .order_by("-created_at", "-id")
             .first()
         )
+
+
+_View = TypeVar("_View", bound=Callable[..., HttpResponseBase])
+
+NUL_REFUSED = (
+    "This admin page was given a NUL character (%00) in its address. No search, filter, "
+    "identity or export holds one: remove it and try again."
+)
+
+
+def nul_refused(view: _View) -> _View:
+    """``view``, answering 400 with :data:`NUL_REFUSED` when a query parameter (name or value)
+    or a part of the path holds NUL: no stored value can hold one, PostgreSQL refuses it in
+    text and JSON (a 500), and the access log cannot record the filters of such a request."""
+
+    @wraps(view)
+    def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        parts = [*args, *kwargs.values()]
+        for name, values in request.GET.lists():
+            parts += [name, *values]
+        if any(isinstance(part, str) and "\x00" in part for part in parts):
+            return HttpResponseBadRequest(NUL_REFUSED, content_type="text/plain; charset=utf-8")
+        return view(request, *args, **kwargs)
+
+    return cast(_View, guarded)
 
 
 def admin_otp_required() -> bool:
@@ -64,7 +144,7 @@ class ComplianceAdminSite(AdminSite):
     @property
     def login_form(self) -> type[AdminAuthenticationForm]:  # type: ignore[override]
         """The login form: username, password and, when required, the TOTP code."""
-        return TotpAdminAuthenticationForm if admin_otp_required() else AdminAuthenticationForm
+        return TotpAdminAuthenticationForm if admin_otp_required() else StaffAuthenticationForm
 
     @property
     def login_template(self) -> str:  # type: ignore[override]
@@ -81,6 +161,11 @@ class ComplianceAdminSite(AdminSite):
         # seen is not verified (refused, rather than a server error).
         is_verified = getattr(request.user, "is_verified", None)
         return callable(is_verified) and bool(is_verified())
+
+    def admin_view(self, view: _View, cacheable: bool = False) -> _View:
+        """Django's wrapper (permission check, no caching), around a view that refuses NUL in
+        its parameters with a clear 400 (:func:`nul_refused`): on every admin page."""
+        return super().admin_view(nul_refused(view), cacheable)
 
     def each_context(self, request: HttpRequest) -> dict[str, Any]:
         """Django's context, plus whether the second factor is on (shown in the index)."""
@@ -104,3 +189,27 @@ class ComplianceAdminSite(AdminSite):
             pattern for urls in self._extra_urls for pattern in urls(self)
         ]
         return extra + super().get_urls()
+
+
+def login_locked_out(
+    request: HttpRequest,
+    original_response: HttpResponseBase | None = None,
+    credentials: dict[str, Any] | None = None,
+) -> HttpResponse:
+    """The answer to a login attempt that is locked out (django-axes'
+    ``AXES_LOCKOUT_CALLABLE``): ``429``, ``Retry-After`` and a page saying when to try again.
+
+    The same page whatever the username and whichever lock applies (the address's, or the
+    username's from that address), so it tells neither whether the account exists nor whether
+    the password was right.
+    """
+    cool_off: timedelta = settings.AXES_COOLOFF_TIME
+    context = {
+        "site_header": ComplianceAdminSite.site_header,
+        "site_title": ComplianceAdminSite.site_title,
+        "title": "Too many failed logins",
+        "cooloff_minutes": max(1, math.ceil(cool_off.total_seconds() / 60)),
+    }
+    response = render(request, "admin/login_locked.html", context, status=429)
+    response["Retry-After"] = str(math.ceil(cool_off.total_seconds()))
+    return response

@@ -27,6 +27,13 @@ def _is_trusted(address: str) -> bool:
     return any(ip in network for network in _trusted_networks(tuple(settings.TRUSTED_PROXIES)))
 
 
+def from_trusted_proxy(request: HttpRequest) -> bool:
+    """Whether the request's peer (the socket's address) is a proxy named in
+    ``TRUSTED_PROXIES``: only then are headers a proxy adds (``X-Forwarded-For``,
+    ``X-Request-ID``) believed, since anyone else can send them too."""
+    return _is_trusted(request.META.get("REMOTE_ADDR") or "")
+
+
 def client_ip(request: HttpRequest) -> str | None:
     """The client's address: the socket's peer, or, when that peer is a proxy named in
     ``TRUSTED_PROXIES``, the right-most ``X-Forwarded-For`` hop that is not itself trusted.
@@ -35,7 +42,7 @@ def client_ip(request: HttpRequest) -> str | None:
     nothing and are never used.
     """
     peer = request.META.get("REMOTE_ADDR") or None
-    if not peer or not _is_trusted(peer):
+    if not peer or not from_trusted_proxy(request):
         return peer
     hops = [hop.strip() for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
     for hop in reversed([hop for hop in hops if hop]):

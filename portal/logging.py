@@ -90,6 +90,8 @@ class RedactingFilter(logging.Filter):
             settings.AWS_SECRET_ACCESS_KEY,
             *settings.PORTAL_MASTER_KEYS,
             *settings.AUDIT_SIGNING_KEY,
+            *settings.AUDIT_SEAL_SIGNING_KEYS,
+            *settings.AUDIT_ROW_MAC_KEYS,
         ):
             register_secret(value)
 
@@ -128,12 +130,17 @@ def _redact_value(value: Any) -> Any:
 
 
 class RequestIdFilter(logging.Filter):
-    """Stamp the current request id (or ``-`` outside a request) on every record."""
+    """Stamp the current request id (or ``-`` outside a request) on every record.
+
+    ``django.request`` logs an error answer after every middleware has returned, so outside
+    the request's context; its records carry the request itself, whose id is taken instead.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Add ``record.request_id``; never drops the record."""
         if not getattr(record, "request_id", None):
-            record.request_id = request_id_var.get()
+            request = getattr(record, "request", None)
+            record.request_id = getattr(request, "request_id", None) or request_id_var.get()
         return True
 
 

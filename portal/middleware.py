@@ -12,6 +12,7 @@ from django.conf import settings
 from django.contrib.auth import logout
 from django.http import HttpRequest, HttpResponse
 
+from portal.http import from_trusted_proxy
 from portal.logging import request_id_var
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -27,15 +28,16 @@ class RequestWithId(HttpRequest):
 class RequestIdMiddleware:
     """Give every request an id, put it on every log line, and answer it in ``X-Request-ID``.
 
-    A well-formed id from a trusted front proxy is kept so one request can be followed across
-    systems; anything else is replaced, so a caller cannot inject text into the logs.
+    A well-formed id from a proxy named in ``TRUSTED_PROXIES`` is kept so one request can be
+    followed across systems; any other is replaced, so a caller can neither inject text into
+    the logs nor choose the request id its access-log rows carry.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: RequestWithId) -> HttpResponse:
-        incoming = request.headers.get(REQUEST_ID_HEADER, "")
+        incoming = request.headers.get(REQUEST_ID_HEADER, "") if from_trusted_proxy(request) else ""
         request_id = incoming if _ACCEPTABLE_INCOMING_ID.match(incoming) else uuid.uuid4().hex
         request.request_id = request_id
         token = request_id_var.set(request_id)

@@ -31,7 +31,15 @@ DEBUG = env.bool("DJANGO_DEBUG", default=False)
 # them because it refuses to start without the real ones.
 _DEV_SECRET_KEY = "embedded-mode-only-not-secret-0123456789abcdefghijklmnopqrstuvwxyz"  # noqa: S105
 _DEV_MASTER_KEY = "ZW1iZWRkZWQtbW9kZS1vbmx5LW5vdC1zZWNyZXQtMDA="
-_REQUIRED_IN_PRODUCTION = ("DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS", "PORTAL_MASTER_KEY")
+_DEV_SEAL_SIGNING_KEY = "ZW1iZWRkZWQtbW9kZS1zZWFsLW5vdC1zZWNyZXQtMDA"
+_DEV_ROW_MAC_KEY = "ZW1iZWRkZWQtbW9kZS1yb3dtYWMtbm90LXNlY3JldDA"
+_REQUIRED_IN_PRODUCTION = (
+    "DJANGO_SECRET_KEY",
+    "DJANGO_ALLOWED_HOSTS",
+    "PORTAL_MASTER_KEY",
+    "AUDIT_SEAL_SIGNING_KEY",
+    "AUDIT_ROW_MAC_KEY",
+)
 
 if not DEBUG:
     _missing = [name for name in _REQUIRED_IN_PRODUCTION if not env.str(name, default="")]
@@ -63,6 +71,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "django_otp",
     "django_otp.plugins.otp_totp",
+    # Counts failed admin logins and locks them out (see AXES_* below).
+    "axes",
     "recordings",
     "audit",
 ]
@@ -74,6 +84,8 @@ MIDDLEWARE = [
     # CORS headers, errors included, so the player can read them.
     "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # The admin's static files, from STATIC_ROOT (collectstatic, which the Dockerfile runs).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "portal.middleware.AdminReferrerPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -83,6 +95,9 @@ MIDDLEWARE = [
     "portal.middleware.SessionTimeoutMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a login attempt that is (or just got) locked out into
+    # the lockout page (AXES_LOCKOUT_CALLABLE).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -119,6 +134,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.boo
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         server_side_binding=True, prepare_threshold=2
     )
+# PostgreSQL role that owns the schema: `manage.py migrate` connects as it, then grants the
+# DATABASE_URL role only what the portal needs, so that role can append to the audit tables but
+# never change, empty, alter or drop them (audit.database_roles). Unset: DATABASE_URL does all.
+DATABASE_OWNER_URL = env.str("DATABASE_OWNER_URL", default="")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="")
@@ -161,6 +180,14 @@ AWS_S3_SIGNATURE_VERSION = "s3v4"
 AWS_S3_ADDRESSING_STYLE = "path" if AWS_S3_ENDPOINT_URL else None
 AWS_DEFAULT_ACL = None
 AWS_QUERYSTRING_AUTH = True
+# Every S3 call (recordings/integrations/storage.py) gives up when S3 does not accept the
+# connection, or sends nothing for this many seconds; each call is tried twice at most. A hung S3
+# then costs a media request a bounded time, never a worker (README, "Timeouts").
+STORAGE_CONNECT_TIMEOUT = env.float("STORAGE_CONNECT_TIMEOUT", default=3.0)
+STORAGE_READ_TIMEOUT = env.float("STORAGE_READ_TIMEOUT", default=5.0)
+# /readyz answers within this many seconds whatever hangs: each dependency is checked at the same
+# time, and one that has not answered by then is reported failed (portal/health.py).
+READINESS_TIMEOUT = env.float("READINESS_TIMEOUT", default=1.5)
 _RECORDINGS_STORAGE = (
     {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {"file_overwrite": True}}
     if AWS_STORAGE_BUCKET_NAME
@@ -199,6 +226,19 @@ DEMO_PLAYER_ENABLED = env.bool("DEMO_PLAYER_ENABLED", default=DEBUG)
 # Key(s) that sign the audit log's digests (HMAC-SHA256), comma-separated: the first signs, all
 # verify. Unset: derived from PORTAL_MASTER_KEY with its own label, never from DJANGO_SECRET_KEY.
 AUDIT_SIGNING_KEY = env.list("AUDIT_SIGNING_KEY", default=[])
+# Audit evidence (audit.evidence, audit.sealer, audit.anchors). Keys never come from
+# DJANGO_SECRET_KEY or the database; comma-separated to rotate (the first signs or MACs, every
+# one listed verifies).
+AUDIT_SEAL_SIGNING_KEYS = env.list("AUDIT_SEAL_SIGNING_KEY", default=[_DEV_SEAL_SIGNING_KEY])
+AUDIT_ROW_MAC_KEYS = env.list("AUDIT_ROW_MAC_KEY", default=[_DEV_ROW_MAC_KEY])
+AUDIT_ANCHOR_BUCKET = env.str("AUDIT_ANCHOR_BUCKET", default="")
+AUDIT_ANCHOR_DIR = env.str(
+    "AUDIT_ANCHOR_DIR", default=str(BASE_DIR / "var" / "audit-anchors") if DEBUG else ""
+)
+AUDIT_ANCHOR_RETENTION_DAYS = env.int("AUDIT_ANCHOR_RETENTION_DAYS", default=2190)
+AUDIT_SEAL_MAX_DELAY_SECONDS = env.int("AUDIT_SEAL_MAX_DELAY_SECONDS", default=60)
+# Embedded mode has no beat and no sealer process: each appended row is sealed as it commits.
+AUDIT_SEAL_INLINE = env.bool("AUDIT_SEAL_INLINE", default=not REDIS_URL)
 
 # --- Celery --------------------------------------------------------------------------------
 CELERY_BROKER_URL = REDIS_URL or "memory://"
@@ -244,6 +284,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "recordings.tasks.summarize_media_links",
         "schedule": timedelta(minutes=5),
     },
+    "seal-audit-log": {
+        "task": "audit.tasks.seal_audit_log",
+        "schedule": timedelta(seconds=15),
+    },
     "sign-audit-log-head": {
         "task": "audit.tasks.sign_audit_head",
         "schedule": timedelta(minutes=15),
@@ -271,6 +315,39 @@ ADMIN_REQUIRE_OTP = True if not DEBUG else env.bool("ADMIN_REQUIRE_OTP", default
 OTP_TOTP_ISSUER = "Recordings compliance portal"
 # TOTP secrets are shown once, when a device is added, never again in the admin.
 OTP_ADMIN_HIDE_SENSITIVE_DATA = True
+# No per-device delay after wrong codes: django-otp's doubles without bound, so a stranger who
+# knows a colleague's password could lock that colleague's device for days. django-axes below
+# counts wrong codes like wrong passwords instead, per username and address.
+OTP_TOTP_THROTTLE_FACTOR = 0
+# Admin login throttling (django-axes; SECURITY.md explains the choice). A failed login is a
+# wrong password, or a right password with a wrong or missing code (portal.admin_site); all get
+# the same answer. Failures are counted per username and client address and per client
+# address (the portal's own client_ip, which believes X-Forwarded-For only from
+# TRUSTED_PROXIES); the attempt that reaches ADMIN_LOGIN_FAILURE_LIMIT, and every attempt after
+# it until ADMIN_LOGIN_COOLOFF_MINUTES have passed, gets 429 without its password being checked.
+# Attempts while locked do not extend the lock; a successful login clears the counts of its
+# username and address. The counts live in the cache (Redis), not the database.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"
+AXES_FAILURE_LIMIT = env.int("ADMIN_LOGIN_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("ADMIN_LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_CLIENT_IP_CALLABLE = "portal.http.client_ip"
+AXES_LOCKOUT_CALLABLE = "portal.admin_site.login_locked_out"
+# Access-log rows (audit.staff_logins) are the record of logins; no second one in the admin.
+AXES_ENABLE_ADMIN = False
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "otp_token"]
+# No "AXES: BEGIN" line at every start; axes' own failure lines stay (without the username).
+AXES_VERBOSE = False
+if not REDIS_URL:
+    # axes.W001 warns that a local-memory cache counts per process: true, and exact for the
+    # embedded mode's single runserver process. Production runs Redis (README, Modes).
+    SILENCED_SYSTEM_CHECKS = ["axes.W001"]
 # Compliance dashboard alerts: one identity opening more than this many recordings in an hour
 # (bulk listening); denials in the last hour above both this floor and this multiple of the
 # hourly average of the week before (a denial spike).
@@ -343,5 +420,14 @@ LOGGING = {
         "twilio.http_client": {"level": "WARNING"},
         "botocore": {"level": "WARNING"},
         "urllib3": {"level": "WARNING"},
+        # Whatever writes request lines goes through the console handler's filters, never a
+        # handler of its own: Django's defaults (runserver's request lines, DEBUG's console),
+        # gunicorn's access and error logs (portal/gunicorn.py passes it this dict) and the
+        # handler Celery's workers give their task loggers unless one is configured here.
+        "django": {"handlers": [], "propagate": True},
+        "django.server": {"handlers": [], "propagate": True},
+        "gunicorn.error": {"handlers": [], "propagate": True},
+        "gunicorn.access": {"handlers": [], "propagate": True},
+        "celery.task": {"handlers": ["console"], "propagate": False},
     },
 }

@@ -46,3 +46,7 @@ finally:
 # real Celery worker or call the service directly.
 CELERY_TASK_ALWAYS_EAGER = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast test users only
+# The test framework creates and migrates its `test_…` database as DATABASE_URL's role; an owner
+# URL left in the environment must never send that migrate to the owner URL's database.
+# audit/tests/test_database_roles.py runs `manage.py migrate` with both roles in a subprocess.
+DATABASE_OWNER_URL = ""

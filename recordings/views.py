@@ -13,9 +13,15 @@ from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import render
-from django.views.decorators.http import require_http_methods
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework.request import Request
+from rest_framework.views import APIView
 
 from portal.http import request_audit_fields
+from portal.negotiation import FixedFormat
+from portal.openapi import ERROR_SCHEMA
+from recordings.media.body import CONTENT_TYPES
 from recordings.models import MediaLink
 from recordings.playback import links, player_requests
 
@@ -32,8 +38,63 @@ def _counted(chunks: Iterator[bytes], link: MediaLink) -> Iterator[bytes]:
         links.media_link_add_bytes(link=link, count=sent)
 
 
-@require_http_methods(["GET", "HEAD"])
-def media_stream(request: HttpRequest, link_id: uuid.UUID) -> HttpResponseBase:
+_MEDIA_TYPES = sorted({*CONTENT_TYPES.values(), "application/octet-stream"})
+
+
+def _media(description: str) -> dict[tuple[int, str], OpenApiResponse]:
+    return {
+        (status, media_type): OpenApiResponse(OpenApiTypes.BINARY, description=description)
+        for status in (200, 206)
+        for media_type in _MEDIA_TYPES
+    }
+
+
+class MediaStreamView(APIView):
+    """The media endpoint (``GET``/``HEAD`` only; the CORS preflight is answered before it)."""
+
+    authentication_classes: list = []
+    permission_classes: list = []
+    content_negotiation_class = FixedFormat
+    http_method_names = ["get", "head"]
+
+    @extend_schema(
+        operation_id="media_stream",
+        summary="A recording's media, for the player's <audio> element (a url_provider link)",
+        parameters=[
+            OpenApiParameter(
+                "token", OpenApiTypes.STR, required=True, description="the link's token"
+            ),
+            OpenApiParameter(
+                "Range",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                description="one byte range, e.g. bytes=0-1023 (206)",
+            ),
+        ],
+        responses={
+            **_media("the media, whole (200) or the requested range (206)"),
+            403: OpenApiResponse(ERROR_SCHEMA, description="unknown, wrong or expired link"),
+            (404, "application/json"): OpenApiResponse(
+                ERROR_SCHEMA, description="the recording or its media is gone"
+            ),
+            (404, "text/html"): OpenApiResponse(
+                OpenApiTypes.STR, description="not a link at all (the id is not a UUID)"
+            ),
+            409: OpenApiResponse(ERROR_SCHEMA, description="the stored file failed verification"),
+            416: OpenApiResponse(ERROR_SCHEMA, description="the range starts past the end"),
+            500: OpenApiResponse(ERROR_SCHEMA, description="unusable encryption details"),
+            503: OpenApiResponse(ERROR_SCHEMA, description="storage, Twilio or a key unavailable"),
+        },
+    )
+    def get(self, request: Request, link_id: uuid.UUID) -> HttpResponseBase:
+        """Stream a recording for a valid link (``HEAD``: the same headers, no body)."""
+        return _stream(request, link_id)
+
+
+media_stream = MediaStreamView.as_view()
+
+
+def _stream(request: Request, link_id: uuid.UUID) -> HttpResponseBase:
     """Stream a recording for a valid link: 200 whole, 206 a range, 403 a bad link."""
     answer = player_requests.media_serve(
         link_id=link_id,

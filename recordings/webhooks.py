@@ -11,10 +11,21 @@ import logging
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
+from rest_framework import serializers
+from rest_framework.parsers import MultiPartParser
+from rest_framework.request import Request
+from rest_framework.views import APIView
 
-from portal.sids import ACCOUNT_SID
+from portal.negotiation import FixedFormat
+from portal.openapi import ERROR_SCHEMA
+from portal.sids import ACCOUNT_SID, RECORDING_SID
 from recordings import jobs
 from recordings.ingest import events
 from recordings.ingest.signatures import callback_params, signature_valid, signing_tokens
@@ -26,9 +37,79 @@ def _error(status: int, code: str, detail: str) -> JsonResponse:
     return JsonResponse({"error": code, "detail": detail}, status=status)
 
 
-@csrf_exempt
-@require_POST
-def recording_status(request: HttpRequest) -> HttpResponse:
+def _sid_field(pattern: str, help_text: str) -> serializers.CharField:
+    return serializers.RegexField(f"^{pattern}$", help_text=help_text)
+
+
+_CALLBACK = inline_serializer(
+    "RecordingStatusCallback",
+    fields={
+        "AccountSid": _sid_field(ACCOUNT_SID.pattern, "the account (or a known subaccount)"),
+        "RecordingSid": _sid_field(RECORDING_SID.pattern, "the recording"),
+        "RecordingStatus": serializers.CharField(
+            required=False, help_text="in-progress, completed, absent or failed"
+        ),
+        "CallSid": serializers.CharField(required=False),
+        "ConferenceSid": serializers.CharField(required=False),
+        "RecordingUrl": serializers.CharField(required=False),
+        "RecordingChannels": serializers.CharField(required=False),
+        "RecordingSource": serializers.CharField(required=False),
+        "RecordingStartTime": serializers.CharField(required=False),
+        "RecordingDuration": serializers.CharField(required=False),
+        "ErrorCode": serializers.CharField(required=False),
+    },
+)
+
+
+class RecordingStatusView(APIView):
+    """Twilio's ``recordingStatusCallback`` (``POST`` only)."""
+
+    authentication_classes: list = []
+    permission_classes: list = []
+    content_negotiation_class = FixedFormat
+    # Form and JSON bodies are read raw, as they were signed; DRF parses only multipart ones.
+    parser_classes = [MultiPartParser]
+    http_method_names = ["post"]
+
+    @extend_schema(
+        operation_id="recording_status_callback",
+        summary="Twilio's recordingStatusCallback: store the event and queue the sync",
+        request={
+            "application/x-www-form-urlencoded": _CALLBACK,
+            "application/json": _CALLBACK,
+        },
+        parameters=[
+            OpenApiParameter(
+                "X-Twilio-Signature",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                required=True,
+                description="Twilio's signature of the URL and form (or of the URL with "
+                "bodySHA256 for a JSON body)",
+            ),
+            OpenApiParameter(
+                "bodySHA256",
+                OpenApiTypes.STR,
+                description="JSON bodies only: the body's SHA-256, hex (covered by the signature)",
+            ),
+        ],
+        responses={
+            204: OpenApiResponse(description="stored (or a duplicate of one stored)"),
+            400: OpenApiResponse(ERROR_SCHEMA, description="signed, without well-formed SIDs"),
+            403: OpenApiResponse(
+                ERROR_SCHEMA, description="missing or bad signature, or an unknown account"
+            ),
+        },
+    )
+    def post(self, request: Request) -> HttpResponse:
+        """Accept one recording status callback."""
+        return recording_status_accept(request)
+
+
+recording_status = RecordingStatusView.as_view()
+
+
+def recording_status_accept(request: HttpRequest) -> HttpResponse:
     """Accept one recording status callback: 204 stored, 403 unsigned or unknown account,
     400 malformed."""
     params, signed = callback_params(request)

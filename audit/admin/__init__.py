@@ -34,6 +34,7 @@ from audit.admin.filters import (
     RoleFilter,
     WorkerFilter,
 )
+from audit.admin.links import recording_timeline_link
 from audit.admin.pagination import AccessLogPaginator
 from audit.models import AccessAction, AccessLog, AccessLogDigest, AccessRule
 from audit.services import access_rule_change_log, access_rule_values
@@ -223,11 +224,11 @@ class AccessLogAdmin(_ReadOnlyAdmin):
 
     @admin.display(description="recording", ordering="recording_sid")
     def recording_link(self, row: AccessLog) -> str:
-        """The recording SID, linked to its timeline."""
+        """The recording SID, linked to its timeline; what a caller sent that is not a SID is
+        shown as text (``audit.admin.links``)."""
         if not row.recording_sid:
             return "-"
-        url = reverse("admin:audit_accesslog_recording", args=[row.recording_sid])
-        return format_html('<a href="{}">{}</a>', url, row.recording_sid)
+        return recording_timeline_link(row.recording_sid)
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[AccessLog], search_term: str

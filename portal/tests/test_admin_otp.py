@@ -47,7 +47,8 @@ def test_with_otp_required_a_password_alone_is_not_enough(officer, settings):
     assert b'name="otp_token"' in page.content
     response = login(client)
     assert response.status_code == 200
-    assert "Please enter your OTP token" in str(response.context["form"].errors)
+    # The same answer as a wrong password (test_admin_login_throttle): no hint it was right.
+    assert "password and authenticator code" in str(response.context["form"].errors)
     response = login(client, otp_token="000000" if code(officer[1]) != "000000" else "111111")
     assert response.status_code == 200
     assert client.get(reverse("admin:index")).status_code == 302  # still not in

@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import logging
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -13,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from django.conf import settings
 
+from audit.models import AccessLog
 from portal.logging import RedactingFilter, register_secret
 
 FLEX_TOKEN = (
@@ -124,7 +126,8 @@ def test_lines_are_json_with_the_request_id_of_the_response(client, log_output):
     assert records[-1]["request_id"] == request_id
 
 
-def test_incoming_request_id_is_kept_only_when_well_formed(client):
+def test_incoming_request_id_is_kept_only_when_well_formed(client, settings):
+    settings.TRUSTED_PROXIES = ["127.0.0.1"]  # the test client's address
     kept = client.get("/healthz", HTTP_X_REQUEST_ID="lb-0123456789abcdef")
     assert kept["X-Request-ID"] == "lb-0123456789abcdef"
     replaced = client.get("/healthz", HTTP_X_REQUEST_ID="bad id\nINFO forged line")
@@ -135,3 +138,25 @@ def test_incoming_request_id_is_kept_only_when_well_formed(client):
 def test_outside_a_request_the_request_id_is_a_dash(log_output):
     logging.getLogger("recordings.tasks").info("working")
     assert lines(log_output)[-1]["request_id"] == "-"
+
+
+@pytest.mark.django_db
+def test_request_id_is_taken_only_from_a_trusted_proxy_also_in_audit_rows(client, settings):
+    settings.TRUSTED_PROXIES = ["10.0.0.0/8"]
+    path = f"/media/{uuid.uuid4()}?token=x"  # refused with an access-log row
+    forged = client.get(path, HTTP_X_REQUEST_ID="client-chosen-0123456789")
+    assert forged.status_code == 403
+    assert forged["X-Request-ID"] != "client-chosen-0123456789"
+    proxied = client.get(path, HTTP_X_REQUEST_ID="lb-0123456789abcdef", REMOTE_ADDR="10.1.2.3")
+    assert proxied["X-Request-ID"] == "lb-0123456789abcdef"
+    rows = AccessLog.objects.order_by("sequence")
+    assert [row.request_id for row in rows] == [forged["X-Request-ID"], "lb-0123456789abcdef"]
+
+
+@pytest.mark.django_db
+def test_django_request_lines_carry_the_request_id(client, log_output):
+    # A view that answers 403 itself is logged by Django's handler after every middleware.
+    response = client.get(f"/media/{uuid.uuid4()}?token=x")
+    assert response.status_code == 403
+    logged = [r for r in lines(log_output) if r["logger"] == "django.request"]
+    assert [r["request_id"] for r in logged] == [response["X-Request-ID"]]

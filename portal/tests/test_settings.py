@@ -34,11 +34,20 @@ PRODUCTION = {
     "DJANGO_SECRET_KEY": "a-long-random-production-secret-" + "x7Qp2Lm9" * 5,
     "DJANGO_ALLOWED_HOSTS": "portal.example.com",
     "PORTAL_MASTER_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
+    "AUDIT_SEAL_SIGNING_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
+    "AUDIT_ROW_MAC_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
 }
 
 
 @pytest.mark.parametrize(
-    "missing", ["DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS", "PORTAL_MASTER_KEY"]
+    "missing",
+    [
+        "DJANGO_SECRET_KEY",
+        "DJANGO_ALLOWED_HOSTS",
+        "PORTAL_MASTER_KEY",
+        "AUDIT_SEAL_SIGNING_KEY",
+        "AUDIT_ROW_MAC_KEY",
+    ],
 )
 def test_production_refuses_to_start_without_its_secrets(missing):
     env = {k: v for k, v in PRODUCTION.items() if k != missing}

@@ -10,7 +10,10 @@ from typing import Any, cast
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import ListFilter
 from django.contrib.admin.helpers import ActionForm
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.views.main import ChangeList
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
@@ -48,6 +51,27 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class DateDrillDownChangeList(ChangeList):
+    """Django's change list, refusing a date drill-down out of the calendar's range the admin
+    way (back to the list with ``?e=1``) instead of answering 500.
+
+    Django turns the ``ValueError`` of a malformed ``start_time__year`` into a refusal, but not
+    the ``OverflowError`` of a huge one (``99999999999``), nor the error of stepping past the
+    end of year 9999 to find where the range ends. The list it goes back to, without the
+    filter, says why (for any filter Django refuses).
+    """
+
+    def get_filters(
+        self, request: HttpRequest
+    ) -> tuple[list[ListFilter], bool, dict[str, bool | str], bool, bool]:
+        """Django's filters; a date it cannot build is an incorrect lookup parameter."""
+        try:
+            return super().get_filters(request)
+        except (IncorrectLookupParameters, OverflowError, ValueError) as exc:
+            messages.error(request, f"That filter cannot be applied ({exc}); it was left out.")
+            raise IncorrectLookupParameters(exc) from exc
+
+
 @admin.register(Recording)
 class RecordingAdmin(ReadOnlyAdmin):
     list_display = (
@@ -78,6 +102,10 @@ class RecordingAdmin(ReadOnlyAdmin):
     exclude = ("encryption_cek",)
     # The page ends with the recording's timeline (``audit.admin.selectors.recording_timeline``).
     change_form_template = "admin/recordings/recording/change_form.html"
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        """The list, refusing an impossible date drill-down (:class:`DateDrillDownChangeList`)."""
+        return DateDrillDownChangeList
 
     def change_view(self, request: HttpRequest, object_id: str, form_url="", extra_context=None):
         """The recording's page with its timeline; viewing it is written to the access log."""

@@ -150,7 +150,10 @@ def callback_params(
 ) -> tuple[dict[str, Any] | None, FormFields | str | None]:
     """A callback's parameters (the last value of each name) and what its signature covers (form
     fields, or the raw JSON body together with its ``bodySHA256`` query parameter)."""
-    if request.content_type == "application/json":
+    # The media type without parameters, read from the header itself: a DRF request's
+    # ``content_type`` keeps the parameters (``; charset=utf-8``), Django's drops them.
+    content_type = request.META.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
+    if content_type == "application/json":
         if "bodySHA256" not in request.GET:
             return None, None
         try:
@@ -161,8 +164,10 @@ def callback_params(
         if not isinstance(params, dict):
             return None, None
         return {k: v if isinstance(v, str) else json.dumps(v) for k, v in params.items()}, raw
-    if request.content_type == "application/x-www-form-urlencoded":
+    if content_type == "application/x-www-form-urlencoded":
         form = form_fields(request.body, request.encoding or settings.DEFAULT_CHARSET)
-    else:  # what else Django parses (multipart): Twilio does not send it, but it is signed alike
+    elif content_type == "multipart/form-data":  # Twilio does not send it; signed alike
         form = FormFields(request.POST.lists())
+    else:  # no form fields, as Django's request.POST has none for any other body
+        form = FormFields()
     return {key: values[-1] for key, values in form.items()}, form

@@ -82,39 +82,74 @@ def uses_s3() -> bool:
     return bool(settings.AWS_STORAGE_BUCKET_NAME)
 
 
+ATTEMPTS = 2
+"""How many times one S3 call is tried (botocore's standard retry mode, ``total_max_attempts``):
+a call that gets no answer gives up after ``ATTEMPTS`` times ``STORAGE_CONNECT_TIMEOUT`` (no
+connection) or ``STORAGE_READ_TIMEOUT`` (no answer), plus botocore's backoff between them."""
+
+
+def _client_config(
+    endpoint: str | None, connect_timeout: float, read_timeout: float, attempts: int
+) -> Config:
+    return Config(
+        signature_version="s3v4",
+        # MinIO, moto and VPC endpoints answer path-style; AWS itself picks its own.
+        s3={"addressing_style": "path" if endpoint else "auto"},
+        connect_timeout=connect_timeout,
+        # Also bounds each read of a streamed body: an S3 that stalls mid-object is given up on.
+        read_timeout=read_timeout,
+        retries={"total_max_attempts": attempts, "mode": "standard"},
+    )
+
+
 @functools.cache
-def _s3_client(endpoint: str | None, region: str | None, key_id: str | None, secret: str | None):
-    return boto3.client(
+def _s3_client(
+    endpoint: str | None,
+    region: str | None,
+    key_id: str | None,
+    secret: str | None,
+    timeouts: tuple[float, float],
+    attempts: int,
+):
+    # A session of its own: boto3's default session is not safe to build clients from in
+    # several threads at once (gunicorn's threaded workers, /readyz's checks).
+    return boto3.Session().client(
         "s3",
         endpoint_url=endpoint,
         region_name=region,
         aws_access_key_id=key_id,
         aws_secret_access_key=secret,
-        config=Config(
-            signature_version="s3v4",
-            # MinIO, moto and VPC endpoints answer path-style; AWS itself picks its own.
-            s3={"addressing_style": "path" if endpoint else "auto"},
-            connect_timeout=3,
-            read_timeout=10,
-            retries={"max_attempts": 2, "mode": "standard"},
-        ),
+        config=_client_config(endpoint, *timeouts, attempts),
     )
 
 
+def _timeouts() -> tuple[float, float]:
+    return settings.STORAGE_CONNECT_TIMEOUT, settings.STORAGE_READ_TIMEOUT
+
+
 def s3_client():
-    """The process-wide boto3 S3 client, made once: building a client loads the service model,
-    too costly for every request."""
+    """The process-wide boto3 S3 client, made once per settings: building a client loads the
+    service model, too costly for every request. Every call it makes is bounded by
+    ``STORAGE_CONNECT_TIMEOUT`` and ``STORAGE_READ_TIMEOUT``, tried :data:`ATTEMPTS` times, so
+    a hung S3 fails a request instead of holding its worker."""
     return _s3_client(
         settings.AWS_S3_ENDPOINT_URL,
         settings.AWS_S3_REGION_NAME,
         settings.AWS_ACCESS_KEY_ID,
         settings.AWS_SECRET_ACCESS_KEY,
+        _timeouts(),
+        ATTEMPTS,
     )
 
 
 @functools.cache
 def _bucket_storage(
-    bucket: str, endpoint: str | None, region: str | None, key_id: str | None, secret: str | None
+    bucket: str,
+    endpoint: str | None,
+    region: str | None,
+    key_id: str | None,
+    secret: str | None,
+    timeouts: tuple[float, float],
 ) -> S3Storage:
     return S3Storage(
         bucket_name=bucket,
@@ -122,7 +157,9 @@ def _bucket_storage(
         region_name=region,
         access_key=key_id,
         secret_key=secret,
-        addressing_style="path" if endpoint else None,
+        # Carries the addressing style and signature version too: django-storages uses a given
+        # client config as it is.
+        client_config=_client_config(endpoint, *timeouts, ATTEMPTS),
         querystring_auth=True,
         custom_domain=None,
     )
@@ -130,14 +167,15 @@ def _bucket_storage(
 
 def bucket_storage(bucket: str = "") -> S3Storage:
     """django-storages' backend for one bucket (default ``AWS_STORAGE_BUCKET_NAME``), with the
-    settings' endpoint, region and credentials: recordings may name other buckets. Made once
-    per bucket and settings."""
+    settings' endpoint, region, credentials and storage timeouts: recordings may name other
+    buckets. Made once per bucket and settings."""
     return _bucket_storage(
         bucket or settings.AWS_STORAGE_BUCKET_NAME,
         settings.AWS_S3_ENDPOINT_URL,
         settings.AWS_S3_REGION_NAME,
         settings.AWS_ACCESS_KEY_ID,
         settings.AWS_SECRET_ACCESS_KEY,
+        _timeouts(),
     )
 
 
@@ -152,11 +190,19 @@ def local_root() -> Path:
     return Path(settings.MEDIA_ROOT) / "recordings"
 
 
-def check_ready() -> None:
-    """Raise unless recordings storage answers: the bucket exists and is reachable, or the local
-    folder is writable."""
+def check_ready(*, timeout: float) -> None:
+    """Raise unless recordings storage answers within about ``timeout`` seconds: the bucket
+    exists and is reachable (one attempt, no retry), or the local folder is writable."""
     if uses_s3():
-        s3_client().head_bucket(Bucket=settings.AWS_STORAGE_BUCKET_NAME)
+        client = _s3_client(
+            settings.AWS_S3_ENDPOINT_URL,
+            settings.AWS_S3_REGION_NAME,
+            settings.AWS_ACCESS_KEY_ID,
+            settings.AWS_SECRET_ACCESS_KEY,
+            (min(timeout, settings.STORAGE_CONNECT_TIMEOUT), timeout),
+            1,
+        )
+        client.head_bucket(Bucket=settings.AWS_STORAGE_BUCKET_NAME)
         return
     root = local_root()
     root.mkdir(parents=True, exist_ok=True)

@@ -87,30 +87,48 @@ class MediaBody:
         return f"bytes {self.start}-{self.end - 1}/{self.size}"
 
 
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
+
+
+def _digits(number: str) -> tuple[int, str]:
+    """A decimal number's digits without leading zeros, with their count first: such tuples
+    compare as the numbers do, however many digits they have."""
+    digits = number.lstrip("0") or "0"
+    return len(digits), digits
+
+
+def _position(number: str, limit: int) -> int:
+    """The byte position ``number`` names, or ``limit`` when it is larger (no file is that
+    large). Python refuses to convert strings of thousands of digits, which a ``Range`` header
+    may hold: a number longer than ``limit`` is never converted."""
+    count, digits = _digits(number)
+    if count > len(str(limit)):
+        return limit
+    return min(int(digits), limit)
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     """The single byte range ``[start, end)`` a ``Range`` header asks for, or None for the whole
     file (no header, a malformed one, or several ranges, which RFC 9110 lets a server ignore).
+    Positions past the end are cut to the end, however many digits they have.
 
     Raises :class:`MediaRangeNotSatisfiable` when the range starts past the end.
     """
-    match = _RANGE.match((header or "").replace(" ", ""))
+    match = _RANGE.fullmatch((header or "").replace(" ", ""))
     if not match or match.group(1) == match.group(2) == "":
         return None
     first, last = match.groups()
     if first == "":  # the last N bytes
-        suffix = int(last)
+        suffix = _position(last, size)
         if suffix == 0:
             raise MediaRangeNotSatisfiable("an empty suffix range", size=size)
-        return max(size - suffix, 0), size
-    start = int(first)
-    end = size if last == "" else min(int(last) + 1, size)
-    if last != "" and int(last) < start:
+        return size - suffix, size
+    if last != "" and _digits(last) < _digits(first):
         return None  # syntactically invalid: ignored
+    start = _position(first, size)
     if start >= size:
-        raise MediaRangeNotSatisfiable(f"byte {start} is past the end ({size})", size=size)
+        raise MediaRangeNotSatisfiable(f"the range starts past the end ({size})", size=size)
+    end = size if last == "" else _position(last, size - 1) + 1
     return start, end
 
 

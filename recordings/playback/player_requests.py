@@ -94,20 +94,28 @@ def _error(status: int, code: str, detail: str) -> Answer:
     return Answer(status, {"error": code, "detail": detail})
 
 
+def _audited_sid(recording_sid: str | None) -> str:
+    """The SID an audit row names: the one asked for when it is well-formed, else none (a
+    malformed value cut to the column's size could read as a real SID it was not)."""
+    return recording_sid if recording_sid and RECORDING_SID.fullmatch(recording_sid) else ""
+
+
 def url_provide(
     *,
     authorization: str | None,
     recording_sid: str | None,
     base_url: str,
     context: RequestContext,
+    issue_link: bool = True,
 ) -> Answer:
     """Answer a Flex Insights Player's request for a recording, and audit it.
 
     200 with ``media_url``; 400 bad or missing SID; 401 missing/invalid/expired token;
     403 no rule allows it; 404 no such recording, or deleted, or no media; 503 Twilio IAM
-    unreachable (fail closed).
+    unreachable (fail closed). Without ``issue_link`` (a ``HEAD`` request, whose answer has no
+    body) it decides and audits the same way but makes no link, since nobody would receive it.
     """
-    audit: dict[str, Any] = {"recording_sid": (recording_sid or "")[:34]}
+    audit: dict[str, Any] = {"recording_sid": _audited_sid(recording_sid)}
 
     def record(outcome: str, reason: str, **fields: Any) -> AccessLog:
         return _audit(ACTION, outcome, reason, context, **{**audit, **fields})
@@ -171,6 +179,15 @@ def url_provide(
             rule_name=decision.rule_name or "",
         )
 
+    if not issue_link:
+        return finish(
+            Answer(200, {}),
+            "allowed",
+            decision.reason_code,
+            rule_name=decision.rule_name or "",
+            detail={"method": "HEAD"},
+        )
+
     # The link is made first and handed out only after its audit row is written: a failure in
     # between leaves an unused link, never an unaudited one.
     issued = links.media_link_issue(
@@ -189,6 +206,32 @@ def url_provide(
     if issued.kind == "portal":
         links.media_link_bind(link_id=issued.link_id, access_log_sequence=row.sequence)
     return Answer(200, {"media_url": issued.url})
+
+
+ALLOWED_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+def url_provide_other_method(
+    *, method: str, recording_sid: str | None, context: RequestContext
+) -> Answer:
+    """Answer and audit a url_provider request made with a method other than ``GET`` or
+    ``HEAD`` (CORS preflights are answered before any view and never get here): ``OPTIONS``
+    answers 204 (the allowed methods go in the ``Allow`` header), any other method 405. Nothing
+    is looked up and no token is checked."""
+    if method == "OPTIONS":
+        answer, reason = Answer(204, {}), "not_a_preflight"
+    else:
+        detail = f"Use {', '.join(ALLOWED_METHODS[:2])}."
+        answer, reason = _error(405, "method_not_allowed", detail), "method_not_allowed"
+    _audit(
+        ACTION,
+        "error",
+        reason,
+        context,
+        recording_sid=_audited_sid(recording_sid),
+        detail={"method": "".join(c for c in method if c.isalnum())[:16]},
+    )
+    return answer
 
 
 MEDIA_ACTION = "media_fetch"

@@ -93,6 +93,26 @@ def test_range_past_the_end_is_416_and_audited(client, fake_twilio):
     assert media_rows()[-1].outcome == "error"
 
 
+@pytest.mark.parametrize(
+    ("header", "status", "start", "end"),
+    [
+        ("bytes=" + "9" * 5000 + "-", 416, 0, 0),  # starts past the end
+        ("bytes=0-" + "9" * 5000, 206, 0, None),  # ends past the end: up to the end
+        ("bytes=-" + "9" * 5000, 206, 0, None),  # a suffix longer than the file: all of it
+        ("bytes=" + "0" * 5000 + "10-" + "0" * 5000 + "19", 206, 10, 20),  # leading zeros
+    ],
+)
+def test_ranges_with_thousands_of_digits_are_answered_and_audited(
+    client, fake_twilio, header, status, start, end
+):
+    recording, data = local_recording()
+    response = fetch(client, issue(client, fake_twilio, recording), header)
+    assert response.status_code == status
+    if status == 206:
+        assert body(response) == data[start:end]
+    assert len(media_rows()) == 1
+
+
 @given(st.data())
 @hypothesis_settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

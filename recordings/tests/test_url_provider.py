@@ -124,6 +124,75 @@ def test_bad_recording_parameter_is_400_and_audited(client, fake_twilio, params,
     assert fake_twilio.count("POST", VALIDATE) == 0
 
 
+def test_sid_with_a_trailing_newline_is_malformed_and_audits_no_sid(client, fake_twilio, rule):
+    recording, _ = local_recording()
+    token = flex_token(fake_twilio)
+    response = client.get(
+        f"{URL_PROVIDER}?recording_sid={recording.sid}%0A",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == "malformed_recording_sid"
+    row = only_row()
+    assert (row.outcome, row.reason_code) == ("error", "malformed_recording_sid")
+    assert row.recording_sid == ""  # never the real SID the lookup did not use
+    assert fake_twilio.count("POST", VALIDATE) == 0
+
+
+@pytest.mark.parametrize("method", ["post", "put", "patch", "delete", "trace"])
+def test_other_methods_are_405_and_audited(client, fake_twilio, rule, method):
+    recording, _ = local_recording()
+    token = flex_token(fake_twilio)
+    response = getattr(client, method)(
+        f"{URL_PROVIDER}?recording_sid={recording.sid}", HTTP_AUTHORIZATION=f"Bearer {token}"
+    )
+    assert response.status_code == 405
+    assert response.json()["error"] == "method_not_allowed"
+    assert set(response["Allow"].replace(" ", "").split(",")) == {"GET", "HEAD", "OPTIONS"}
+    assert response["Cache-Control"] == "no-store"
+    row = only_row()
+    assert (row.action, row.outcome, row.reason_code) == (
+        "url_provider",
+        "error",
+        "method_not_allowed",
+    )
+    assert row.recording_sid == recording.sid
+    assert fake_twilio.count("POST", VALIDATE) == 0
+    assert not MediaLink.objects.exists()
+
+
+def test_options_that_is_not_a_preflight_is_audited(client):
+    response = client.options(URL_PROVIDER)
+    assert response.status_code == 204
+    assert set(response["Allow"].replace(" ", "").split(",")) == {"GET", "HEAD", "OPTIONS"}
+    assert (only_row().outcome, only_row().reason_code) == ("error", "not_a_preflight")
+
+
+def test_head_answers_like_get_without_issuing_a_link(client, fake_twilio, rule):
+    recording, _ = local_recording()
+    token = flex_token(fake_twilio)
+    response = client.head(
+        URL_PROVIDER, {"recording_sid": recording.sid}, HTTP_AUTHORIZATION=f"Bearer {token}"
+    )
+    assert response.status_code == 200
+    assert response.content == b""
+    assert response["Cache-Control"] == "no-store"
+    assert not MediaLink.objects.exists()
+    row = only_row()
+    assert (row.outcome, row.link_id, row.detail) == ("allowed", "", {"method": "HEAD"})
+    denied = client.head(URL_PROVIDER, {"recording_sid": recording.sid})
+    assert denied.status_code == 401
+    assert AccessLog.objects.count() == 2
+
+
+def test_any_accept_header_is_answered_and_audited(client, fake_twilio, rule):
+    recording, _ = local_recording()
+    response = ask(client, recording.sid, flex_token(fake_twilio), HTTP_ACCEPT="text/html")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+    assert only_row().outcome == "allowed"
+
+
 @pytest.mark.parametrize(
     ("authorization", "code"),
     [
@@ -338,3 +407,8 @@ def test_schema_documents_the_url_provider(client):
     schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
     operation = schema["paths"]["/api/v1/url-provider"]["get"]
     assert {"200", "400", "401", "403", "404", "503"} <= set(operation["responses"])
+    parameters = {parameter["name"]: parameter for parameter in operation["parameters"]}
+    sid = parameters["recording_sid"]
+    assert sid["required"] is True
+    assert sid["schema"]["pattern"] == "^RE[0-9a-fA-F]{32}$"
+    assert parameters["Authorization"]["required"] is True

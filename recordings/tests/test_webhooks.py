@@ -129,6 +129,9 @@ def test_json_body_without_body_hash_is_refused(client):
         ("RecordingSid", "XX" + "0" * 32),
         ("AccountSid", ""),
         ("AccountSid", "AC" + "z" * 32),
+        # A trailing newline: `re.match(...$)` would take it for the SID it follows.
+        ("RecordingSid", "RE" + "0" * 32 + "\n"),
+        ("AccountSid", settings.TWILIO_ACCOUNT_SID + "\n"),
     ],
 )
 def test_malformed_sids_are_400_when_signed(client, field, value):
@@ -314,3 +317,17 @@ def test_callbacks_are_stored_across_a_database_restart(client):
     assert connection.connection.info.backend_pid != pid
     stored = set(RecordingEvent.objects.values_list("recording_sid", flat=True))
     assert stored == {first["RecordingSid"], second["RecordingSid"]}
+
+
+def test_multipart_callback_is_read_like_a_form_and_other_bodies_have_no_fields(client):
+    params = callback_params()
+    signature = sign("http://testserver" + WEBHOOK_PATH, params)
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        response = client.post(WEBHOOK_PATH, data=params, HTTP_X_TWILIO_SIGNATURE=signature)
+    assert response.status_code == 204
+    assert RecordingEvent.objects.get().recording_sid == params["RecordingSid"]
+    empty = sign("http://testserver" + WEBHOOK_PATH, {})
+    response = client.post(
+        WEBHOOK_PATH, data="x", content_type="text/plain", HTTP_X_TWILIO_SIGNATURE=empty
+    )
+    assert response.status_code == 400  # signed, but no RecordingSid
