@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint services browser venv bench-webhook bench-url-provider bench-media bench-archive clean
+.PHONY: run test lint services browser venv bench-webhook bench-url-provider bench-media bench-archive bench-audit-append clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON)"; exit 1; }
@@ -60,6 +60,9 @@ bench-url-provider: $(STAMP) services
 
 bench-archive: $(STAMP) services
 	$(PY) bench/archive.py
+
+bench-audit-append: $(STAMP) services
+	$(PY) bench/audit_append.py
 
 bench-media: $(STAMP) services
 	$(PY) bench/media.py

@@ -63,6 +63,9 @@ class AnchorStore(Protocol):
     def put(self, number: int, document: Mapping[str, Any]) -> None:
         """Anchor one seal document; idempotent for the same document."""
 
+    def has(self, number: int) -> bool:
+        """True when seal ``number`` is anchored (one cheap look, no read of its content)."""
+
     def anchored(self) -> dict[int, Anchored]:
         """Every anchored seal, by number, with all its versions."""
 
@@ -91,6 +94,10 @@ class LocalAnchorStore:
             handle.write(body)
             handle.flush()
             os.fsync(handle.fileno())
+
+    def has(self, number: int) -> bool:
+        """True when the anchor file exists."""
+        return (self.root / anchor_name(number)).exists()
 
     def anchored(self) -> dict[int, Anchored]:
         """Every anchor file's document, by seal number."""
@@ -164,6 +171,18 @@ class S3AnchorStore:
             )
         except (ClientError, BotoCoreError) as exc:
             raise AnchorUnavailable(f"cannot anchor seal {number}: {exc}") from exc
+
+    def has(self, number: int) -> bool:
+        """True when an object is at the seal's key (a HEAD request)."""
+        try:
+            self._client().head_object(Bucket=self.bucket, Key=anchor_name(number))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise AnchorUnavailable(f"cannot look for anchor {number}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise AnchorUnavailable(f"cannot look for anchor {number}: {exc}") from exc
+        return True
 
     def anchored_versions(self, number: int) -> list[dict[str, Any]]:
         """Every version of one seal's anchor (empty when there is none)."""

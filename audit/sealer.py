@@ -133,18 +133,25 @@ def seal_pending(*, max_rows: int = SEAL_MAX_ROWS) -> AuditSeal | None:
 
 
 def anchors_publish(store: AnchorStore | None = None) -> int:
-    """Anchor every seal the store does not hold yet; answer how many were written. Raises
-    ``AnchorUnavailable`` when the store cannot be reached (the seals wait for the next run)."""
+    """Anchor the newest seals the store does not hold yet; answer how many were written.
+
+    Seals are anchored in number order and a failure stops the round, so the store holds every
+    seal up to some number: looking back from the newest seal until one is found costs one
+    look per round, not a listing of years of anchors. Raises ``AnchorUnavailable`` when the
+    store cannot be reached (the seals wait for the next round).
+    """
     store = store or anchor_store()
-    if store is None:
+    newest = AuditSeal.objects.order_by("-number").values_list("number", flat=True).first()
+    if store is None or newest is None:
         return 0
-    anchored = store.anchored()
-    written = 0
-    for seal in AuditSeal.objects.order_by("number").iterator(chunk_size=500):
-        if seal.number not in anchored:
-            store.put(seal.number, seal_document(seal))
-            written += 1
-    return written
+    missing: list[int] = []
+    number = newest
+    while number >= 1 and not store.has(number):
+        missing.append(number)
+        number -= 1
+    for number in reversed(missing):
+        store.put(number, seal_document(AuditSeal.objects.get(number=number)))
+    return len(missing)
 
 
 def seal_and_anchor() -> tuple[int, int]:
