@@ -21,29 +21,30 @@ import boto3
 import pytest
 import redis
 from django.conf import settings
-from django.db.backends.base.creation import TEST_DATABASE_PREFIX
-from django.db.backends.signals import connection_created
 
 TEST_BUCKET = "portal-test-recordings"
 
 
-def _allow_truncate_in_test_databases(sender: Any, connection: Any, **kwargs: Any) -> None:
+AUDIT_TABLES = ("audit_accesslog", "audit_accesslogdigest", "audit_auditseal")
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> None:
     """Let Django's test framework empty the audit tables between transactional tests.
 
-    The append-only trigger (audit migration 0002) refuses TRUNCATE unless the session sets
-    ``audit.allow_truncate``; Django's ``flush`` truncates every table, the audit tables too.
-    Only the test suite turns this on, and only for connections to a Django test database
-    (``test_…``): the product has no switch for it.
+    The append-only trigger refuses TRUNCATE in every session; Django's ``flush`` truncates
+    every table. So the suite disables only the TRUNCATE triggers of its own test databases,
+    as their owner, once they exist; UPDATE and DELETE stay refused, and the product has no
+    switch for any of it.
     """
-    name = str(connection.settings_dict.get("NAME") or "")
-    if connection.vendor == "postgresql" and name.startswith(TEST_DATABASE_PREFIX):
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        if connection.vendor != "postgresql":
+            return
         with connection.cursor() as cursor:
-            cursor.execute("SET audit.allow_truncate = 'on'")
-
-
-connection_created.connect(
-    _allow_truncate_in_test_databases, dispatch_uid="tests_allow_audit_truncate"
-)
+            for table in AUDIT_TABLES:
+                cursor.execute(f"ALTER TABLE {table} DISABLE TRIGGER {table}_no_truncate")
 
 
 def _reachable(url: str, default_port: int) -> bool:

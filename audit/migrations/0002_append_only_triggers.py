@@ -2,9 +2,9 @@
 
 A guard rail against the application's own database user (a bug, an injected statement); the
 table owner can still disable the trigger, which ``verify_audit_log`` would then have to catch.
-TRUNCATE is allowed only in a session that sets ``audit.allow_truncate = on``: Django's test
-framework empties every table with TRUNCATE between transactional tests, and ``audit.apps`` sets
-it, under the test settings only, on connections to a Django test database (``test_…``).
+TRUNCATE was allowed in a session that set ``audit.allow_truncate = on``, for Django's test
+framework; migration 0007 removed that escape (the tests disable their own databases' TRUNCATE
+triggers instead, in ``conftest.py``).
 """
 
 from django.db import migrations

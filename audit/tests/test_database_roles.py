@@ -207,7 +207,7 @@ REFUSED = {
 @pytest.mark.parametrize("statement", list(REFUSED), ids=list(REFUSED))
 def test_postgresql_refuses_the_runtime_role(split, table, statement):
     with as_runtime(split) as runtime:
-        # The test-only escape of the trigger (conftest.py) changes nothing for this role.
+        # The trigger's old escape (gone since migration 0007) would change nothing either.
         runtime.execute("SET audit.allow_truncate = on")
         with pytest.raises(errors.InsufficientPrivilege) as refused:
             runtime.execute(REFUSED[statement].format(table=table))
