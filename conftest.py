@@ -78,6 +78,25 @@ def _clean_redis() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def _audit_positions_from_the_log(request: pytest.FixtureRequest, django_db_blocker: Any) -> None:
+    """Each database test numbers its access-log rows from 1 again: PostgreSQL's sequences do
+    not roll back with the test's transaction, so the suite restarts the log's sequence after
+    the rows present (none) before each test."""
+    if request.node.get_closest_marker("django_db") is None:
+        return
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        if connection.vendor != "postgresql":
+            return
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT setval('audit_accesslog_position', "
+                "COALESCE((SELECT max(sequence) FROM audit_accesslog), 0) + 1, false)"
+            )
+
+
+@pytest.fixture(autouse=True)
 def audit_anchor_dir(settings, tmp_path: Path) -> Path:
     """Each test anchors audit seals in a folder of its own (never the project's ``var/``)."""
     settings.AUDIT_ANCHOR_BUCKET = ""

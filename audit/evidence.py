@@ -1,8 +1,9 @@
 """Audit evidence an outsider can check with nothing but a public key: seal documents, their
 Ed25519 signatures, and the verification of an exported bundle.
 
-A **seal** commits to a contiguous run of access-log rows (``first_sequence`` to
-``last_sequence``, ``row_count`` of them) by the Merkle root of their row hashes
+A **seal** commits to the access-log rows from ``first_sequence`` to ``last_sequence`` but the
+``missing_sequences`` it states (numbers taken by appends that rolled back), ``row_count`` of
+them, by the Merkle root of their row hashes
 (``audit.merkle``), links to the previous seal by its hash, and is signed with an Ed25519 key
 that the database never holds (``AUDIT_SEAL_SIGNING_KEY``). Its canonical body is compact JSON
 with sorted keys; ``seal_hash`` is the SHA-256 of the signed document (body plus signature), so
@@ -38,6 +39,7 @@ SEAL_BODY_FIELDS = (
     "first_sequence",
     "last_sequence",
     "row_count",
+    "missing_sequences",
     "merkle_root",
     "prev_seal_hash",
     "key_fingerprint",
@@ -111,12 +113,13 @@ def seal_body(
     created_at: str,
     first_sequence: int,
     last_sequence: int,
+    missing_sequences: Sequence[int],
     row_hashes: Sequence[str],
     prev_seal_hash: str,
     key_fingerprint: str,
 ) -> dict[str, Any]:
     """The body of a seal over ``row_hashes`` (in sequence order, one per sequence from
-    ``first_sequence`` to ``last_sequence``)."""
+    ``first_sequence`` to ``last_sequence`` except ``missing_sequences``)."""
     return {
         "version": SEAL_VERSION,
         "number": number,
@@ -124,6 +127,7 @@ def seal_body(
         "first_sequence": first_sequence,
         "last_sequence": last_sequence,
         "row_count": len(row_hashes),
+        "missing_sequences": sorted(missing_sequences),
         "merkle_root": merkle.merkle_root([row_leaf(h) for h in row_hashes]).hex(),
         "prev_seal_hash": prev_seal_hash,
         "key_fingerprint": key_fingerprint,
@@ -219,7 +223,10 @@ def bundle_verify(directory: Path, keys: Mapping[str, Ed25519PublicKey]) -> Bund
         else {}
     )
     sealed = {
-        s for seal in seals for s in range(seal["first_sequence"], seal["last_sequence"] + 1)
+        s
+        for seal in seals
+        for s in range(seal["first_sequence"], seal["last_sequence"] + 1)
+        if s not in seal.get("missing_sequences", [])
     }
     for sequence in sorted(set(rows_by_sequence) - sealed):
         report.problems.append(f"row {sequence} is in the bundle but in none of its seals")
@@ -235,17 +242,20 @@ def bundle_verify(directory: Path, keys: Mapping[str, Ed25519PublicKey]) -> Bund
                 report.problems.append(f"seal {seal['number']} does not link to the seal before")
             if seal["first_sequence"] != previous["last_sequence"] + 1:
                 report.problems.append(f"seal {seal['number']} leaves a gap after the seal before")
-        inside = [
-            rows_by_sequence[s]
-            for s in range(seal["first_sequence"], seal["last_sequence"] + 1)
-            if s in rows_by_sequence
+        missing = set(seal["missing_sequences"])
+        covered = [
+            s for s in range(seal["first_sequence"], seal["last_sequence"] + 1) if s not in missing
         ]
+        for stated in sorted(missing & set(rows_by_sequence)):
+            report.problems.append(f"row {stated} is in the bundle but seal {seal['number']} "
+                                   "states it missing")
+        inside = [rows_by_sequence[s] for s in covered if s in rows_by_sequence]
         for row in inside:
             if row_content_hash(row) != row["row_hash"]:
                 report.problems.append(f"row {row['sequence']} does not match its row_hash")
         if len(inside) == seal["row_count"]:
             root = merkle.merkle_root([row_leaf(row["row_hash"]) for row in inside]).hex()
-            if root != seal["merkle_root"]:
+            if root != seal["merkle_root"] or len(covered) != seal["row_count"]:
                 report.problems.append(f"seal {seal['number']}'s Merkle root does not match")
         elif not inside:
             report.problems.append(f"seal {seal['number']} comes without any of its rows")
@@ -254,7 +264,7 @@ def bundle_verify(directory: Path, keys: Mapping[str, Ed25519PublicKey]) -> Bund
                 proof = proofs.get(row["sequence"])
                 if proof is None or not merkle.inclusion_verify(
                     data=row_leaf(row["row_hash"]),
-                    index=row["sequence"] - seal["first_sequence"],
+                    index=covered.index(row["sequence"]),
                     size=seal["row_count"],
                     proof=[bytes.fromhex(step) for step in proof],
                     root=bytes.fromhex(seal["merkle_root"]),

@@ -80,7 +80,14 @@ def evidence_export(
                 .values_list("row_hash", flat=True)
             )
             leaves = [evidence.row_leaf(h) for h in hashes]
-            proof = merkle.inclusion_proof(leaves, sequence - seal.first_sequence)
+            held = list(
+                AccessLog.objects.filter(
+                    sequence__gte=seal.first_sequence, sequence__lte=seal.last_sequence
+                )
+                .order_by("sequence")
+                .values_list("sequence", flat=True)
+            )
+            proof = merkle.inclusion_proof(leaves, held.index(sequence))
             rows_out.write(_line(row_document(AccessLog.objects.get(sequence=sequence))))
             proofs_out.write(_line({"sequence": sequence, "proof": [p.hex() for p in proof]}))
             rows = 1

@@ -166,9 +166,11 @@ class AccessLog(AppendOnlyModel):
     """One access attempt and its outcome, chained to the row before it by SHA-256.
 
     ``row_hash`` is the SHA-256 of the row's canonical content (``audit.chain``), which includes
-    ``sequence`` and ``prev_hash`` (the previous row's ``row_hash``). Rows are appended only by
-    ``audit.services.access_log_append``, under a lock, so ``sequence`` is gapless. Never store a
-    token, an Authorization header or a presigned URL here.
+    ``sequence`` and ``prev_hash``. Rows written before seals existed are chained: ``prev_hash``
+    is the previous row's ``row_hash``. Rows written since are not (``prev_hash`` is empty): they
+    take their ``sequence`` from a database sequence without a lock, carry a MAC, and the seals
+    prove none is missing. Rows are appended only by ``audit.services.access_log_append``.
+    Never store a token, an Authorization header or a presigned URL here.
     """
 
     sequence = models.PositiveBigIntegerField(unique=True, editable=False)
@@ -245,8 +247,8 @@ class AccessLogDigest(AppendOnlyModel):
 class AuditSeal(AppendOnlyModel):
     """A signed commitment to a contiguous run of access-log rows (``audit.evidence``).
 
-    Covers rows ``first_sequence`` to ``last_sequence`` (``row_count`` of them, listed
-    explicitly so nothing is silently skipped) by the Merkle root of their row hashes, links
+    Covers rows ``first_sequence`` to ``last_sequence`` but ``missing_sequences`` (``row_count``
+    of them: a gap is stated, never silent) by the Merkle root of their row hashes, links
     to the previous seal by ``prev_seal_hash``, and is signed with the Ed25519 key whose public
     key has ``key_fingerprint``. Each seal is also anchored outside the database
     (``audit.anchors``): verification compares the two, so deleting rows and their seals, or
@@ -258,6 +260,12 @@ class AuditSeal(AppendOnlyModel):
     first_sequence = models.PositiveBigIntegerField(unique=True, editable=False)
     last_sequence = models.PositiveBigIntegerField(unique=True, editable=False)
     row_count = models.PositiveIntegerField(editable=False)
+    missing_sequences = models.JSONField(
+        default=list,
+        editable=False,
+        help_text="Sequences in the range that no row holds: numbers taken by appends that "
+        "rolled back, listed so a gap is stated, never silent.",
+    )
     merkle_root = models.CharField(max_length=64, editable=False)
     prev_seal_hash = models.CharField(max_length=64, editable=False)
     key_fingerprint = models.CharField(max_length=64, editable=False)

@@ -36,6 +36,9 @@ logger = logging.getLogger(__name__)
 SEAL_MAX_ROWS = 10_000
 """Rows per seal at most, so one seal's Merkle tree and transaction stay small."""
 
+GAP_GRACE = timedelta(seconds=10)
+"""How long a number below a committed row may stay unused before the seal states it missing."""
+
 
 # --- Keys ----------------------------------------------------------------------------------
 
@@ -71,6 +74,7 @@ def seal_document(seal: AuditSeal) -> dict[str, Any]:
         "first_sequence": seal.first_sequence,
         "last_sequence": seal.last_sequence,
         "row_count": seal.row_count,
+        "missing_sequences": list(seal.missing_sequences),
         "merkle_root": seal.merkle_root,
         "prev_seal_hash": seal.prev_seal_hash,
         "key_fingerprint": seal.key_fingerprint,
@@ -79,24 +83,33 @@ def seal_document(seal: AuditSeal) -> dict[str, Any]:
     }
 
 
-def seal_pending(*, max_rows: int = SEAL_MAX_ROWS) -> AuditSeal | None:
+def seal_pending(
+    *, max_rows: int = SEAL_MAX_ROWS, now: datetime | None = None
+) -> AuditSeal | None:
     """Seal the rows committed after the last seal (at most ``max_rows``, in sequence order);
-    answer the new seal, or None when there was nothing to seal or another sealer won."""
+    answer the new seal, or None when there was nothing to seal or another sealer won.
+
+    Appends take numbers without a lock, so a number below a committed row may belong to an
+    append still in flight, or to one that rolled back. A gap is sealed as missing only once the
+    row after it is older than ``GAP_GRACE`` (an append commits at once, so its number was then
+    abandoned); a younger gap ends the seal before it, for the next round.
+    """
+    now = now or timezone.now()
     last = AuditSeal.objects.order_by("-number").first()
     after = last.last_sequence if last else 0
-    rows = list(
-        AccessLog.objects.filter(sequence__gt=after)
-        .order_by("sequence")
-        .values_list("sequence", "row_hash")[:max_rows]
-    )
-    # Rows are appended under the chain lock, so committed sequences are gapless: a gap means a
-    # row was removed, which verification reports; seal only the run that is whole.
+    rows = AccessLog.objects.filter(sequence__gt=after).order_by("sequence")
     run: list[str] = []
-    for offset, (sequence, row_hash) in enumerate(rows):
-        if sequence != after + 1 + offset:
-            logger.error("access log row %s missing: sealing stops before it", after + 1 + offset)
-            break
+    missing: list[int] = []
+    expected = after + 1
+    for sequence, row_hash, occurred_at in rows.values_list(
+        "sequence", "row_hash", "occurred_at"
+    )[:max_rows]:
+        if sequence > expected:
+            if occurred_at > now - GAP_GRACE:
+                break  # the number before may still be committing
+            missing.extend(range(expected, sequence))
         run.append(row_hash)
+        expected = sequence + 1
     if not run:
         return None
     key = seal_signing_keys()[0]
@@ -105,7 +118,8 @@ def seal_pending(*, max_rows: int = SEAL_MAX_ROWS) -> AuditSeal | None:
         number=(last.number if last else 0) + 1,
         created_at=timestamp_canonical(created_at),
         first_sequence=after + 1,
-        last_sequence=after + len(run),
+        last_sequence=expected - 1,
+        missing_sequences=missing,
         row_hashes=run,
         prev_seal_hash=last.seal_hash if last else evidence.GENESIS_SEAL_HASH,
         key_fingerprint=evidence.public_key_fingerprint(key.public_key()),
@@ -117,6 +131,7 @@ def seal_pending(*, max_rows: int = SEAL_MAX_ROWS) -> AuditSeal | None:
         first_sequence=body["first_sequence"],
         last_sequence=body["last_sequence"],
         row_count=body["row_count"],
+        missing_sequences=body["missing_sequences"],
         merkle_root=body["merkle_root"],
         prev_seal_hash=body["prev_seal_hash"],
         key_fingerprint=body["key_fingerprint"],
@@ -275,12 +290,24 @@ def seals_verify(*, now: datetime | None = None, store: AnchorStore | None = Non
                 f"seal {seal.number} starts at row {seal.first_sequence}, "
                 f"expected {expected_first}: rows between seals are unsealed or sealed twice"
             )
-        hashes = [row_hash for _sequence, row_hash in _rows_of(seal)]
+        rows_held = list(_rows_of(seal))
+        hashes = [row_hash for _sequence, row_hash in rows_held]
         root = merkle.merkle_root([evidence.row_leaf(h) for h in hashes]).hex()
-        if len(hashes) != seal.row_count:
+        stated_missing = set(seal.missing_sequences)
+        expected_sequences = [
+            s
+            for s in range(seal.first_sequence, seal.last_sequence + 1)
+            if s not in stated_missing
+        ]
+        if [sequence for sequence, _hash in rows_held] != expected_sequences:
+            present = {sequence for sequence, _hash in rows_held}
+            gone = sorted(set(expected_sequences) - present)[:5]
+            extra = sorted(present & stated_missing)[:5]
             report.problems.append(
                 f"seal {seal.number} covers {seal.row_count} rows "
-                f"({seal.first_sequence} to {seal.last_sequence}), the log holds {len(hashes)}"
+                f"({seal.first_sequence} to {seal.last_sequence}), the log holds {len(rows_held)}"
+                + (f": rows {gone} are gone" if gone else "")
+                + (f": rows {extra} appeared where the seal states none" if extra else "")
             )
         elif root != seal.merkle_root:
             report.problems.append(

@@ -1,14 +1,14 @@
-"""Writes to the access log: ``access_log_append`` (one chained row), ``audit_digest_create``
-(a signed checkpoint of the chain's head), and the rows other writes leave behind: access-rule
-changes with their old and new values (``access_rule_change_log``) and full verifications of the
-chain (``chain_check_run``).
+"""Writes to the access log: ``access_log_append`` (one row), ``audit_digest_create`` (a signed
+checkpoint of the log's head), and the rows other writes leave behind: access-rule changes with
+their old and new values (``access_rule_change_log``) and full verifications of the log
+(``chain_check_run``).
 
-Both run under the chain lock, so concurrent requests, in any number of processes, form one
-unbroken chain: on PostgreSQL a transaction-scoped advisory lock; on SQLite (embedded mode) the
-database's single write lock, taken up front, plus a process-wide lock for threads that share an
-in-memory database. Called inside an outer transaction, the lock is held until that transaction
-ends, so keep such transactions short. Outside one (url_provider, the media endpoint), the row
-is committed before the function returns.
+An append takes no lock shared by other requests: on PostgreSQL the row's ``sequence`` comes
+from a database sequence, and the row carries its own hash and MAC, so appends from any number
+of processes go side by side. Numbers taken by appends that roll back leave gaps, which the
+sealer states in its seals (``audit.sealer``). On SQLite (embedded mode, one writer) the row is
+numbered under the database's write lock. Outside a transaction (url_provider, the media
+endpoint) the row is committed before the function returns; inside one it commits with it.
 """
 
 from __future__ import annotations
@@ -49,8 +49,6 @@ from audit.models import (
 )
 from audit.sealer import seal_and_anchor, seals_verify
 
-# Key of the PostgreSQL advisory lock that serializes appends: "auditlog" as a bigint.
-CHAIN_LOCK_KEY = int.from_bytes(b"auditlog", "big")
 DETAIL_MAX_BYTES = 4096
 
 _ACTION_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,31}")
@@ -72,26 +70,27 @@ _TEXT_FIELDS = (
     "link_id",
 )
 _process_lock = threading.RLock()
-# Every column an appended row fills (all but the primary key).
+UNCHAINED = ""
+"""The ``prev_hash`` of rows written since seals prove the log complete: they link to no row."""
+
 
 @contextmanager
-def _chain_lock() -> Iterator[None]:
-    """Hold the chain lock for the rest of the current transaction (see the module docstring)."""
-    if connection.vendor == "postgresql":
-        with transaction.atomic():
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CHAIN_LOCK_KEY])
-            yield
-        return
+def _sqlite_write_lock() -> Iterator[None]:
+    """SQLite's single write lock, taken up front (plus a process-wide lock for threads that
+    share an in-memory database), for the rest of a transaction: another writer waits here
+    instead of failing later when it tries to upgrade a read lock."""
     with _process_lock, transaction.atomic():
-        if connection.vendor == "sqlite":
-            # A write as the first statement takes SQLite's write lock now, so another writer
-            # waits here instead of failing later when it tries to upgrade a read lock.
-            with connection.cursor() as cursor:
-                cursor.execute(f"UPDATE {AccessLog._meta.db_table} SET id = id WHERE 0 = 1")  # noqa: S608
-        else:
-            list(AccessLog.objects.select_for_update().order_by("-sequence")[:1])
+        with connection.cursor() as cursor:
+            cursor.execute(f"UPDATE {AccessLog._meta.db_table} SET id = id WHERE 0 = 1")  # noqa: S608
         yield
+
+
+def _next_position() -> int:
+    """A new row's ``sequence``, from PostgreSQL's sequence: raw SQL because the ORM has no
+    word for ``nextval``."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT nextval('audit_accesslog_position')")
+        return int(cursor.fetchone()[0])
 
 
 def _column_size(name: str) -> int:
@@ -198,7 +197,7 @@ def access_log_append(
 ) -> AccessLog:
     """Append one row to the access log, chained to the current head, and answer it.
 
-    ``occurred_at`` is stamped under the lock, so sequence order is time order; put other times
+    ``occurred_at`` is stamped once the row's number is taken; put other times
     (say, the first byte of a folded playback) in ``detail``. Text is cut to the column sizes
     (``user_agent`` to 512), ``client_ip`` is normalized; a malformed ``action``/``outcome``,
     ``client_ip`` or ``detail`` (floats, credentials, URLs, over 4 KiB) raises ``ValueError``
@@ -223,20 +222,24 @@ def access_log_append(
             "detail": detail,
         }
     )
-    with _chain_lock():
-        head = AccessLog.objects.order_by("-sequence").values_list("sequence", "row_hash").first()
-        row = _chained_row(fields, head)
+    if connection.vendor == "postgresql":
+        row = _sealable_row(fields, _next_position())
         row.save()
+    else:
+        with _sqlite_write_lock():
+            head = AccessLog.objects.order_by("-sequence").values_list("sequence", flat=True)
+            row = _sealable_row(fields, (head.first() or 0) + 1)
+            row.save()
     if settings.AUDIT_SEAL_INLINE:
         transaction.on_commit(seal_and_anchor)
     return row
 
 
-def _chained_row(fields: dict[str, Any], head: tuple[int, str] | None) -> AccessLog:
-    """The unsaved row for ``fields`` after ``head`` (``(sequence, row_hash)`` of the last row,
-    ``None`` for an empty log), stamped now: call it under the chain lock."""
-    sequence, prev_hash = (head[0] + 1, head[1]) if head else (1, GENESIS_HASH)
-    fields.update(occurred_at=timezone.now(), sequence=sequence, prev_hash=prev_hash)
+def _sealable_row(fields: dict[str, Any], sequence: int) -> AccessLog:
+    """The unsaved row for ``fields`` at ``sequence``, stamped now (after its number was taken,
+    so a row's time is never earlier than the moment a lower number was handed out), with its
+    hash and its MAC."""
+    fields.update(occurred_at=timezone.now(), sequence=sequence, prev_hash=UNCHAINED)
     row_hash = row_hash_compute(fields)
     mac_key_id, mac_key = row_mac_keys()[0]
     return AccessLog(
@@ -280,24 +283,23 @@ def audit_digest_create() -> AccessLogDigest:
     a gap in the digests shows when signing stopped, and deleting the log's last rows is caught.
     """
     key_id, key = signing_keys()[0]
-    with _chain_lock():
-        head = AccessLog.objects.order_by("-sequence").values_list("sequence", "row_hash").first()
-        head_sequence, head_hash = head if head else (0, GENESIS_HASH)
-        created_at = timezone.now()
-        digest = AccessLogDigest(
+    head = AccessLog.objects.order_by("-sequence").values_list("sequence", "row_hash").first()
+    head_sequence, head_hash = head if head else (0, GENESIS_HASH)
+    created_at = timezone.now()
+    digest = AccessLogDigest(
+        created_at=created_at,
+        head_sequence=head_sequence,
+        head_hash=head_hash,
+        key_id=key_id,
+        signature=digest_sign(
             created_at=created_at,
             head_sequence=head_sequence,
             head_hash=head_hash,
             key_id=key_id,
-            signature=digest_sign(
-                created_at=created_at,
-                head_sequence=head_sequence,
-                head_hash=head_hash,
-                key_id=key_id,
-                key=key,
-            ),
-        )
-        digest.save()
+            key=key,
+        ),
+    )
+    digest.save()
     return digest
 
 

@@ -1,6 +1,6 @@
-"""Appending outside any transaction, as url_provider does in production: on PostgreSQL the
-chain lock, head read, insert and commit go in two pipelined round trips. The rows must be the
-same rows the transactional path writes, and a failure must leave nothing half-written."""
+"""Appending outside any transaction, as url_provider does in production: the row's number from
+PostgreSQL's sequence, then one INSERT that commits itself, with no lock shared by other
+requests. The rows must read back exactly, and a failure must leave nothing half-written."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import psycopg
 import pytest
 from django.db import DatabaseError, connection
 
-from audit.chain import GENESIS_HASH, chain_verify, row_hash_compute
+from audit.chain import chain_verify, row_hash_compute
 from audit.models import AccessLog
-from audit.services import CHAIN_LOCK_KEY, access_log_append
+from audit.services import UNCHAINED, access_log_append
 from audit.tests.helpers import AWKWARD_ROW
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -21,7 +21,7 @@ def test_rows_appended_in_autocommit_read_back_exactly_as_returned():
     first = access_log_append(action="url_provider", outcome="allowed", identity="qa_1")
     second = access_log_append(**AWKWARD_ROW)
     assert (first.sequence, second.sequence) == (1, 2)
-    assert (first.prev_hash, second.prev_hash) == (GENESIS_HASH, first.row_hash)
+    assert (first.prev_hash, second.prev_hash) == (UNCHAINED, UNCHAINED)  # seals vouch instead
     stored = AccessLog.objects.get(pk=second.pk)
     assert stored.sequence == second.sequence
     assert stored.client_ip == second.client_ip == "2001:db8::1"
@@ -41,18 +41,19 @@ def test_a_returned_row_is_a_saved_row():
 
 def test_a_failed_append_writes_nothing_and_leaves_the_connection_usable():
     access_log_append(action="url_provider", outcome="allowed")
-    with psycopg.connect(**connection.get_connection_params(), autocommit=True) as other:
-        other.execute("SELECT pg_advisory_lock(%s)", [CHAIN_LOCK_KEY])
+    with psycopg.connect(**connection.get_connection_params()) as other:
+        other.execute("LOCK TABLE audit_accesslog IN ACCESS EXCLUSIVE MODE")
         with connection.cursor() as cursor:
             cursor.execute("SET lock_timeout = '100ms'")
         with pytest.raises(DatabaseError):
-            # The lock is not granted in time: the pipelined transaction fails after BEGIN.
+            # The number is taken, the INSERT cannot get the table in time.
             access_log_append(action="url_provider", outcome="allowed")
         with connection.cursor() as cursor:
             cursor.execute("RESET lock_timeout")
+        other.rollback()
     assert AccessLog.objects.count() == 1
     later = access_log_append(action="url_provider", outcome="allowed")
-    assert later.sequence == 2
+    assert later.sequence == 3  # number 2 was taken by the failed append: a gap a seal states
     assert chain_verify().ok
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.management import CommandError
@@ -18,6 +18,7 @@ from audit import chain
 from audit.chain import GENESIS_HASH, chain_verify, row_canonical, row_hash_compute
 from audit.decisions import Caller, Decision
 from audit.models import AccessLog, AccessLogDigest, AppendOnlyError
+from audit.sealer import seal_pending
 from audit.services import access_log_append, access_log_record_decision, audit_digest_create
 from audit.tasks import sign_audit_head
 from audit.tests.helpers import AWKWARD_ROW, RECORDING_SID, command_output, tamper
@@ -35,13 +36,48 @@ def run_verify() -> str:
 # --- Appending -----------------------------------------------------------------------------
 
 
-def test_rows_chain_from_genesis(append_rows):
+def test_new_rows_are_numbered_hashed_and_macd_without_a_link(append_rows):
     first, second, third = append_rows(3)
     assert (first.sequence, second.sequence, third.sequence) == (1, 2, 3)
-    assert first.prev_hash == GENESIS_HASH
-    assert second.prev_hash == first.row_hash
-    assert third.prev_hash == second.row_hash
+    assert {first.prev_hash, second.prev_hash, third.prev_hash} == {""}  # seals vouch instead
     assert first.row_hash == hashlib.sha256(row_canonical(first)).hexdigest()
+    key_id, key = chain.row_mac_keys()[0]
+    assert (first.mac_key_id, first.row_mac) == (key_id, chain.row_mac_compute(first.row_hash, key))
+
+
+def legacy_rows(count: int) -> list[AccessLog]:
+    """Rows as the portal wrote them before seals existed: chained by ``prev_hash`` from the
+    genesis hash, numbered from 1, without MACs."""
+    rows, previous = [], GENESIS_HASH
+    for sequence in range(1, count + 1):
+        row = AccessLog(
+            sequence=sequence,
+            occurred_at=datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=sequence),
+            action="url_provider",
+            outcome="allowed",
+            identity=f"legacy_{sequence}",
+            prev_hash=previous,
+            row_mac="",
+            mac_key_id="",
+        )
+        row.row_hash = row_hash_compute(row)
+        insert(row)
+        rows.append(AccessLog.objects.get(sequence=sequence))
+        previous = row.row_hash
+    return rows
+
+
+@postgresql_only
+def test_rows_written_before_seals_still_verify_as_a_chain_and_new_rows_follow(append_rows):
+    legacy_rows(3)
+    with connection.cursor() as cursor:  # the migration starts the numbers after the old rows
+        cursor.execute("SELECT setval('audit_accesslog_position', 4, false)")
+    appended = append_rows(2)
+    assert [row.sequence for row in appended] == [4, 5]
+    assert chain_verify().ok
+    tamper("DELETE FROM audit_accesslog WHERE sequence = 2")
+    result = chain_verify()
+    assert (result.ok, result.problem, result.first_bad_sequence) == (False, "deleted", 2)
 
 
 def test_hashes_survive_the_round_trip_through_the_database():
@@ -226,15 +262,14 @@ def test_a_changed_timestamp_is_named(append_rows):
     assert chain_verify().problem == "changed"
 
 
-def test_a_deleted_row_is_named(append_rows):
-    rows = append_rows(5)
+def test_a_deleted_row_is_named_by_its_seal(append_rows):
+    append_rows(5)
+    seal_pending()
     tamper("DELETE FROM audit_accesslog WHERE sequence = 3")
-    result = chain_verify()
-    assert (result.ok, result.problem, result.first_bad_sequence) == (False, "deleted", 3)
-    assert result.bad_row_id == rows[3].id  # detected at the row after the gap
-    with pytest.raises(CommandError, match="deleted at sequence 3") as caught:
+    with pytest.raises(CommandError, match=r"rows \[3\] are gone") as caught:
         run_verify()
     assert caught.value.returncode == 1
+    assert "seal 1 covers 5 rows (1 to 5), the log holds 4" in str(caught.value)
 
 
 def test_a_deleted_row_with_the_rest_renumbered_is_named(append_rows):
@@ -248,8 +283,9 @@ def test_a_deleted_row_with_the_rest_renumbered_is_named(append_rows):
             "UPDATE audit_accesslog SET sequence = %s, row_hash = %s WHERE id = %s",
             [old - 1, row_hash_compute(row), row.id],
         )
+    # Renumbered rows need new hashes, and a new hash cannot carry a valid MAC.
     result = chain_verify()
-    assert (result.problem, result.first_bad_sequence) == ("deleted", 3)
+    assert (result.problem, result.first_bad_sequence) == ("forged", 3)
 
 
 def forged_row(*, sequence: int, prev_hash: str) -> AccessLog:

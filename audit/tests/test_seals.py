@@ -13,13 +13,20 @@ from pathlib import Path
 import boto3
 import pytest
 from django.core.management.base import CommandError
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from audit import evidence, merkle, sealer
 from audit.anchors import LocalAnchorStore, anchor_name
-from audit.chain import row_hash_compute, row_mac_compute, row_mac_keys, timestamp_canonical
+from audit.chain import (
+    CHAIN_FIELDS,
+    row_hash_compute,
+    row_mac_compute,
+    row_mac_keys,
+    timestamp_canonical,
+)
 from audit.models import AccessLog, AuditSeal
+from audit.services import access_log_append
 from audit.tests.helpers import command_output, tamper
 
 pytestmark = pytest.mark.django_db
@@ -382,3 +389,97 @@ def test_a_bundle_checked_with_another_key_is_refused(append_rows, tmp_path):
     other.write_text(evidence.public_key_pem(stranger.public_key()))
     with pytest.raises(CommandError, match="signed by an unknown key"):
         command_output("verify_audit_log", "--bundle", str(bundle), "--public-key", str(other))
+
+
+# --- Appends without a lock: gaps and late commits ----------------------------------------
+
+
+def take_a_number_and_roll_back(append_rows) -> None:
+    """An append whose transaction rolls back: its number is used up, its row never exists."""
+    def fails() -> None:
+        with transaction.atomic():
+            append_rows(1)
+            raise RuntimeError("the caller's transaction fails")
+
+    with pytest.raises(RuntimeError):
+        fails()
+
+
+def test_a_number_taken_by_a_rolled_back_append_is_sealed_as_missing(append_rows, tmp_path):
+    append_rows(1)
+    take_a_number_and_roll_back(append_rows)
+    append_rows(1)
+    assert list(AccessLog.objects.values_list("sequence", flat=True).order_by("sequence")) == [1, 3]
+    # While row 3 is young, number 2 may still be committing: the seal stops before it.
+    young = sealer.seal_pending()
+    assert (young.first_sequence, young.last_sequence, young.missing_sequences) == (1, 1, [])
+    later = timezone.now() + sealer.GAP_GRACE + timedelta(seconds=1)
+    seal = sealer.seal_pending(now=later)
+    assert (seal.first_sequence, seal.last_sequence, seal.row_count) == (2, 3, 1)
+    assert seal.missing_sequences == [2]
+    sealer.anchors_publish()
+    assert "OK: 2 rows" in verify()
+    bundle = tmp_path / "gap"
+    command_output("export_audit_evidence", "--output", str(bundle))
+    keys = sealer.seal_public_keys()
+    assert evidence.bundle_verify(bundle, keys).ok
+    single = tmp_path / "one"
+    command_output("export_audit_evidence", "--output", str(single), "--sequence", "3")
+    assert evidence.bundle_verify(single, keys).ok
+
+
+@postgresql_only
+def test_a_row_committed_after_its_number_was_sealed_missing_is_named(append_rows):
+    append_rows(1)
+    take_a_number_and_roll_back(append_rows)
+    append_rows(1)
+    sealer.seal_pending(now=timezone.now() + sealer.GAP_GRACE + timedelta(seconds=1))
+    while sealer.seal_pending():
+        pass
+    # A row slipped in at the stated gap later (an append that took far too long, or a forger
+    # with the MAC key): the seal states the number empty, so verification names it.
+    late = AccessLog.objects.get(sequence=3)
+    late.sequence, late.identity = 2, "late"
+    late.row_hash = row_hash_compute(late)
+    _key_id, mac_key = row_mac_keys()[0]
+    columns = ["sequence", *CHAIN_FIELDS, "prev_hash", "row_hash", "row_mac", "mac_key_id"]
+    values = [
+        json.dumps(v) if isinstance(v, list | dict) else v
+        for v in (
+            [getattr(late, c) for c in columns[:-2]]
+            + [row_mac_compute(late.row_hash, mac_key), late.mac_key_id]
+        )
+    ]
+    tamper(
+        f"INSERT INTO audit_accesslog ({', '.join(columns)}) "  # noqa: S608
+        f"VALUES ({', '.join(['%s'] * len(columns))})",
+        values,
+    )
+    assert "appeared where the seal states none" in verify_fails()
+
+
+def test_appends_from_several_threads_at_once_are_all_sealed_once(transactional_db):
+    writers, each = 4, 20
+    barrier = threading.Barrier(writers)
+
+    def write(number: int) -> None:
+        try:
+            barrier.wait()
+            for index in range(each):
+                access_log_append(
+                    action="url_provider", outcome="allowed", identity=f"w{number}-{index}"
+                )
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    while sealer.seal_pending(max_rows=15):
+        pass
+    seals = list(AuditSeal.objects.order_by("number"))
+    assert sum(seal.row_count for seal in seals) == writers * each
+    assert [s.first_sequence for s in seals[1:]] == [p.last_sequence + 1 for p in seals[:-1]]
+    assert sealer.seals_verify().problems == []
