@@ -66,8 +66,11 @@ class AnchorStore(Protocol):
     def has(self, number: int) -> bool:
         """True when seal ``number`` is anchored (one cheap look, no read of its content)."""
 
-    def anchored(self) -> dict[int, Anchored]:
-        """Every anchored seal, by number, with all its versions."""
+    def numbers(self) -> set[int]:
+        """The numbers of every anchored seal (a listing, no content read)."""
+
+    def anchored(self, *, from_number: int = 1) -> dict[int, Anchored]:
+        """Every anchored seal from ``from_number`` on, by number, with all its versions."""
 
 
 class LocalAnchorStore:
@@ -99,8 +102,16 @@ class LocalAnchorStore:
         """True when the anchor file exists."""
         return (self.root / anchor_name(number)).exists()
 
-    def anchored(self) -> dict[int, Anchored]:
-        """Every anchor file's document, by seal number."""
+    def numbers(self) -> set[int]:
+        """The seal numbers of the anchor files."""
+        folder = self.root / PREFIX
+        try:
+            return {int(path.stem) for path in folder.glob("*.json")} if folder.exists() else set()
+        except ValueError as exc:
+            raise AnchorUnavailable(f"a file under {folder} is not an anchor: {exc}") from exc
+
+    def anchored(self, *, from_number: int = 1) -> dict[int, Anchored]:
+        """Every anchor file's document from ``from_number`` on, by seal number."""
         folder = self.root / PREFIX
         if not folder.exists():
             return {}
@@ -108,6 +119,8 @@ class LocalAnchorStore:
         try:
             for path in sorted(folder.glob("*.json")):
                 number = int(path.stem)
+                if number < from_number:
+                    continue
                 found[number] = Anchored(number, (json.loads(path.read_bytes()),))
         except (OSError, ValueError) as exc:
             raise AnchorUnavailable(f"cannot read anchors under {folder}: {exc}") from exc
@@ -189,8 +202,20 @@ class S3AnchorStore:
         found = self.anchored(prefix=anchor_name(number)).get(number)
         return list(found.documents) if found else []
 
-    def anchored(self, prefix: str = PREFIX) -> dict[int, Anchored]:
-        """Every version of every anchor, read back, by seal number."""
+    def numbers(self) -> set[int]:
+        """The seal numbers of every anchor object (keys only, no content read)."""
+        try:
+            paginator = self._client().get_paginator("list_object_versions")
+            return {
+                int(version["Key"].removeprefix(PREFIX).removesuffix(".json"))
+                for page in paginator.paginate(Bucket=self.bucket, Prefix=PREFIX)
+                for version in page.get("Versions", [])
+            }
+        except (ClientError, BotoCoreError, ValueError) as exc:
+            raise AnchorUnavailable(f"cannot list anchors in s3://{self.bucket}: {exc}") from exc
+
+    def anchored(self, *, from_number: int = 1, prefix: str = PREFIX) -> dict[int, Anchored]:
+        """Every version of every anchor from ``from_number`` on, read back, by seal number."""
         client = self._client()
         documents: dict[int, list[dict[str, Any]]] = {}
         try:
@@ -199,6 +224,8 @@ class S3AnchorStore:
                 for version in page.get("Versions", []):
                     key = version["Key"]
                     number = int(key.removeprefix(PREFIX).removesuffix(".json"))
+                    if number < from_number:
+                        continue
                     body = client.get_object(
                         Bucket=self.bucket, Key=key, VersionId=version["VersionId"]
                     )["Body"].read()

@@ -250,17 +250,18 @@ def _link_problem(row: AccessLog, expected_prev: str) -> tuple[str, str]:
     )
 
 
-def _rows_checked(head_sequence: int) -> Iterator[AccessLog]:
+def _rows_checked(head_sequence: int, after_sequence: int) -> Iterator[AccessLog]:
     return (
-        AccessLog.objects.filter(sequence__lte=head_sequence)
+        AccessLog.objects.filter(sequence__gt=after_sequence, sequence__lte=head_sequence)
         .order_by("sequence", "id")
         .only(*_ROW_FIELDS)
         .iterator(chunk_size=2000)
     )
 
 
-def chain_verify() -> VerifyResult:
-    """Recompute the whole chain and check every digest; stop at the first problem.
+def chain_verify(*, after_sequence: int = 0) -> VerifyResult:
+    """Recompute the rows (all of them, or those after ``after_sequence``: an incremental run
+    after a verified seal) and check every digest over them; stop at the first problem.
 
     Streams rows in sequence order (constant memory). For each row: a sequence below the expected
     one (a duplicate) means a row was inserted; above it, rows were deleted; a hash that does not
@@ -275,11 +276,10 @@ def chain_verify() -> VerifyResult:
     """
     keys = dict(signing_keys())
     mac_keys = dict(row_mac_keys())
-    macs_seen = False
     last_digest_id = AccessLogDigest.objects.aggregate(last=Max("id"))["last"] or 0
     head_sequence = AccessLog.objects.aggregate(head=Max("sequence"))["head"] or 0
     digests = (
-        AccessLogDigest.objects.filter(id__lte=last_digest_id)
+        AccessLogDigest.objects.filter(id__lte=last_digest_id, head_sequence__gte=after_sequence)
         .order_by("head_sequence", "id")
         .iterator(chunk_size=2000)
     )
@@ -287,8 +287,18 @@ def chain_verify() -> VerifyResult:
     digests_checked = 0
 
     pending_digest = next(digests, None)
-    expected_sequence = 1
+    expected_sequence = after_sequence + 1
     previous_hash = GENESIS_HASH
+    macs_seen = False
+    if after_sequence:
+        # Start where the last verified seal ended: the row there is the link for a chained
+        # row after it, and says whether MACs had begun.
+        start = AccessLog.objects.filter(sequence=after_sequence).only("row_hash", "row_mac")
+        anchor_row = start.first()
+        previous_hash = anchor_row.row_hash if anchor_row else ""
+        macs_seen = bool(anchor_row and anchor_row.row_mac)
+        while pending_digest is not None and pending_digest.head_sequence == after_sequence:
+            pending_digest = next(digests, None)  # verified with that row before
     count = 0
 
     def failure(
@@ -332,7 +342,7 @@ def chain_verify() -> VerifyResult:
             )
         pending_digest = next(digests, None)
 
-    for row in _rows_checked(head_sequence):
+    for row in _rows_checked(head_sequence, after_sequence):
         if row.sequence < expected_sequence:
             return failure(
                 "inserted",

@@ -302,6 +302,13 @@ class ChainCheck(models.Model):
     message = models.TextField(blank=True)
     bad_row_time = models.DateTimeField(null=True, blank=True)
     last_digest_at = models.DateTimeField(null=True, blank=True)
+    full = models.BooleanField(
+        default=True,
+        help_text="Every row and seal (True), or only those after the last verified seal.",
+    )
+    through_seal = models.PositiveBigIntegerField(
+        default=0, help_text="The last seal verified: the next incremental run starts after it."
+    )
 
     class Meta:
         ordering = ["-checked_at", "-id"]

@@ -1,8 +1,10 @@
 """The access-rules file of docs/contract.md: load it into ``AccessRule`` rows, dump the rows back.
 
 A file lists the rules in force. ``rules_load`` checks the whole file before writing anything
-(unknown or missing fields at any level, wrong types, bad globs, dates, effects, duplicate names)
-and then writes in one transaction; every rule it names ends up enabled. With ``replace=True``,
+(unknown fields at any level, a missing ``name`` or ``effect``, wrong types, bad globs, dates,
+effects, duplicate names) and then writes in one transaction; every rule it names ends up
+enabled, with every field the file leaves out at its empty default (lists empty, dates and
+``max_age_days`` null, no reason), as docs/contract.md says. With ``replace=True``,
 enabled rules the file does not name are disabled, never deleted. ``rules_dump`` writes the
 enabled rules, by name, in exactly the file's format, so export → import → export is
 byte-identical. Each change is written to the access log as a ``rule_change`` row, with its
@@ -12,6 +14,7 @@ old and new values. ``rules_preview`` answers what a load would change without w
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from collections.abc import Mapping
@@ -38,6 +41,24 @@ RULE_KEYS = (
     "reason",
 )
 RECORDING_KEYS = ("account_sids", "sources", "call_sids", "max_age_days")
+# Fields a rule must name; every other field may be left out and takes its empty default.
+REQUIRED_RULE_KEYS = ("name", "effect")
+# What an omitted field means (docs/contract.md): lists empty, dates and the age null, no reason.
+DEFAULTS: dict[str, Any] = {
+    "identities": [],
+    "worker_sids": [],
+    "roles": [],
+    "account_sids": [],
+    "sources": [],
+    "call_sids": [],
+    "max_age_days": None,
+    "valid_from": None,
+    "valid_until": None,
+    "reason": "",
+}
+# Recording-scope fields of the contract that this portal's rules cannot hold yet (they need the
+# handling facts of a later issue): refused like unknown fields, with a clearer message.
+UNSUPPORTED_RECORDING_KEYS = ("queues", "teams", "workers", "handled_by")
 # The model fields a file sets (everything but the bookkeeping fields).
 MODEL_FIELDS = tuple(field for field in ACCESS_RULE_FIELDS if field != "name")
 
@@ -112,26 +133,36 @@ def _rule_values(raw: Any, label: str, problems: list[str]) -> dict[str, Any] | 
     for key in raw:
         if key not in RULE_KEYS:
             problems.append(f"{label}: unknown field {key!r}")
-    for key in RULE_KEYS:
+    for key in REQUIRED_RULE_KEYS:
         if key not in raw:
             problems.append(f"{label}: missing field {key!r}")
-    scope = raw.get("recordings")
-    if "recordings" in raw:
-        if not isinstance(scope, dict):
-            problems.append(f"{label}: field 'recordings' must be a JSON object")
-            scope = None
-        else:
-            for key in scope:
-                if key not in RECORDING_KEYS:
-                    problems.append(f"{label}: unknown field 'recordings.{key}'")
-            for key in RECORDING_KEYS:
-                if key not in scope:
-                    problems.append(f"{label}: missing field 'recordings.{key}'")
+    scope = raw.get("recordings", {})
+    if not isinstance(scope, dict):
+        problems.append(f"{label}: field 'recordings' must be a JSON object")
+        scope = {}
+    for key in scope:
+        if key in UNSUPPORTED_RECORDING_KEYS:
+            problems.append(
+                f"{label}: field 'recordings.{key}' is not supported by this version of the "
+                "portal (rules cannot look at who handled a recording yet)"
+            )
+        elif key not in RECORDING_KEYS:
+            problems.append(f"{label}: unknown field 'recordings.{key}'")
     if len(problems) > count_before:
         return None
 
-    values: dict[str, Any] = {key: raw[key] for key in RULE_KEYS if key != "recordings"}
-    values.update(scope or {})
+    # Omitted fields take their empty defaults (copied: a default list is never shared).
+    values: dict[str, Any] = {
+        key: raw[key] if key in raw else copy.deepcopy(DEFAULTS[key])
+        for key in RULE_KEYS
+        if key != "recordings"
+    }
+    values.update(
+        {
+            key: scope[key] if key in scope else copy.deepcopy(DEFAULTS[key])
+            for key in RECORDING_KEYS
+        }
+    )
     file_names = {key: key for key in values}
     file_names.update({key: f"recordings.{key}" for key in RECORDING_KEYS})
     for key in ("valid_from", "valid_until"):

@@ -228,6 +228,7 @@ class SealReport:
     """What ``seals_verify`` checked and every problem it found."""
 
     seals: int = 0
+    through_number: int = 0
     sealed_rows: int = 0
     unsealed_rows: int = 0
     anchors: int = 0
@@ -254,8 +255,11 @@ def _rows_of(seal: AuditSeal) -> Iterator[tuple[int, str]]:
     )
 
 
-def seals_verify(*, now: datetime | None = None, store: AnchorStore | None = None) -> SealReport:
-    """Check the seals against the rows they cover and against the anchors.
+def seals_verify(
+    *, now: datetime | None = None, store: AnchorStore | None = None, after_number: int = 0
+) -> SealReport:
+    """Check the seals (all, or those after seal ``after_number``: an incremental run) against
+    the rows they cover and against the anchors.
 
     Problems named: a seal with a bad signature or hash, a broken link to the previous seal, a
     gap or overlap between seals, a seal whose rows are missing or changed (its Merkle root no
@@ -268,8 +272,13 @@ def seals_verify(*, now: datetime | None = None, store: AnchorStore | None = Non
     keys = seal_public_keys()
     report = SealReport()
     documents: dict[int, dict[str, Any]] = {}
-    previous: AuditSeal | None = None
-    for seal in AuditSeal.objects.order_by("number").iterator(chunk_size=500):
+    previous = AuditSeal.objects.filter(number=after_number).first() if after_number else None
+    if after_number and previous is None:
+        report.problems.append(f"seal {after_number}, verified before, is gone")
+    report.through_number = after_number
+    checked = AuditSeal.objects.filter(number__gt=after_number).order_by("number")
+    for seal in checked.iterator(chunk_size=500):
+        report.through_number = seal.number
         document = seal_document(seal)
         documents[seal.number] = document
         report.seals += 1
@@ -333,11 +342,19 @@ def seals_verify(*, now: datetime | None = None, store: AnchorStore | None = Non
         return report
     report.anchor_store = store.description
     try:
-        anchored = store.anchored()
+        anchored = store.anchored(from_number=after_number + 1)
+        all_numbers = store.numbers() if after_number else set(anchored)
     except AnchorUnavailable as exc:
         report.problems.append(f"anchors cannot be read: {exc}")
         return report
-    report.anchors = len(anchored)
+    report.anchors = len(all_numbers)
+    held_numbers = set(
+        AuditSeal.objects.filter(number__lte=after_number).values_list("number", flat=True)
+    )
+    for number in sorted(set(range(1, after_number + 1)) - all_numbers):
+        report.problems.append(f"seal {number}, verified before, is no longer anchored")
+    for number in sorted(n for n in all_numbers if n <= after_number and n not in held_numbers):
+        report.problems.append(f"seal {number} is anchored but missing from the database")
     for number, anchor in sorted(anchored.items()):
         held = documents.get(number)
         if held is None:

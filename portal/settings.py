@@ -21,6 +21,8 @@ import environ
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
+from portal.sids import API_KEY_SID
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -201,6 +203,20 @@ STORAGES = {
 # --- Twilio --------------------------------------------------------------------------------
 TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="")
 TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="")
+# An API key (Twilio's recommendation) authenticates REST calls, token validation and media
+# downloads instead of the auth token, which then only checks webhook signatures. Both or neither.
+TWILIO_API_KEY_SID = env.str("TWILIO_API_KEY_SID", default="")
+TWILIO_API_KEY_SECRET = env.str("TWILIO_API_KEY_SECRET", default="")
+if bool(TWILIO_API_KEY_SID) != bool(TWILIO_API_KEY_SECRET):
+    raise ImproperlyConfigured(
+        "TWILIO_API_KEY_SID and TWILIO_API_KEY_SECRET go together: set both (the API key's SK… "
+        "SID and its secret), or neither (the auth token is used instead)"
+    )
+if TWILIO_API_KEY_SID and not API_KEY_SID.fullmatch(TWILIO_API_KEY_SID):
+    raise ImproperlyConfigured(
+        "TWILIO_API_KEY_SID must be an API key SID: SK followed by 32 hex digits, not "
+        f"{TWILIO_API_KEY_SID[:40]!r}"
+    )
 TWILIO_REGION = env.str("TWILIO_REGION", default="")
 TWILIO_API_OVERRIDE = env.str("TWILIO_API_OVERRIDE", default="").rstrip("/")
 # Seconds before a REST call to Twilio gives up; the sync task retries transient failures.
@@ -295,6 +311,11 @@ CELERY_BEAT_SCHEDULE = {
     "verify-audit-log": {
         "task": "audit.tasks.verify_audit_chain",
         "schedule": crontab(hour=3, minute=17),
+    },
+    "verify-audit-log-fully": {
+        "task": "audit.tasks.verify_audit_chain",
+        "schedule": crontab(hour=4, minute=7, day_of_week="sun"),
+        "kwargs": {"actor": "system:weekly", "full": True},
     },
     "refresh-twilio-subaccounts": {
         "task": "recordings.tasks.refresh_subaccounts",

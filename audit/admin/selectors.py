@@ -19,7 +19,14 @@ from django.db.models.functions import TruncDay, TruncHour
 from django.urls import reverse
 
 from audit.models import AccessAction, AccessLog, AccessOutcome, ChainCheck
-from recordings.models import MediaLink, Recording, RecordingEvent, RecordingStatus, SyncState
+from recordings.models import (
+    MediaLink,
+    Recording,
+    RecordingEvent,
+    RecordingStatus,
+    SyncState,
+    private_key_missing,
+)
 
 # What "opening" a recording means for reports: url_provider handed the caller a link.
 OPEN = Q(action=AccessAction.URL_PROVIDER, outcome=AccessOutcome.ALLOWED)
@@ -120,10 +127,21 @@ def recording_timeline(*, sid: str) -> RecordingTimeline:
         if recording.status == RecordingStatus.DELETED:
             events.append(
                 TimelineEvent(
-                    recording.date_updated or recording.updated_at,
+                    recording.twilio_media_deleted_at
+                    or recording.date_updated
+                    or recording.updated_at,
                     "recording",
                     "Deleted at Twilio",
                     tone="error",
+                )
+            )
+        elif recording.twilio_media_deleted_at:
+            events.append(
+                TimelineEvent(
+                    recording.twilio_media_deleted_at,
+                    "recording",
+                    "Deleted at Twilio",
+                    "the copy in the bucket remains and still plays",
                 )
             )
     for event in RecordingEvent.objects.filter(recording_sid=sid).order_by("received_at"):
@@ -440,6 +458,18 @@ def dashboard(*, now: datetime, days: int = 30) -> Dashboard:
                 f"{sync_failed} recording(s) stuck in sync_failed",
                 "Their metadata could not be fetched from Twilio after every retry.",
                 reverse("admin:recordings_recording_changelist") + "?sync_state__exact=sync_failed",
+            )
+        )
+    unplayable = Recording.objects.filter(private_key_missing()).count()
+    if unplayable:
+        alerts.append(
+            Alert(
+                "error",
+                f"{unplayable} encrypted recording(s) the portal cannot open",
+                "Twilio encrypted them for a public key whose private key the portal does not "
+                "hold (error 16107 when the configured key was unusable): import it with "
+                "`manage.py import_private_key --public-key-sid CR… FILE`.",
+                reverse("admin:recordings_recording_changelist") + "?private_key=missing",
             )
         )
     return Dashboard(

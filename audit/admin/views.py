@@ -93,7 +93,8 @@ def dashboard(request: HttpRequest, model_admin: admin.ModelAdmin) -> HttpRespon
 
 
 def verify(request: HttpRequest, model_admin: admin.ModelAdmin) -> HttpResponse:
-    """GET: the seal status and the last verifications; POST: have the whole log verified.
+    """GET: the seal status and the last verifications; POST: have the log verified (what was
+    sealed since the last verified seal, or with ``scope=full`` everything).
 
     Verification reads every row, so with a broker it runs as a Celery task and its result
     appears here when done (a million rows outlast any web request); embedded mode, with no
@@ -102,15 +103,19 @@ def verify(request: HttpRequest, model_admin: admin.ModelAdmin) -> HttpResponse:
     _require(request, "audit.view_accesslog")
     if request.method == "POST":
         actor = staff_identity(request)
+        full = request.POST.get("scope") == "full"
         if current_app.conf.task_always_eager:
-            check = chain_check_run(trigger="admin", actor=actor, **request_context(request))
+            check = chain_check_run(
+                trigger="admin", actor=actor, full=full, **request_context(request)
+            )
             if check.ok:
                 messages.success(request, f"The audit log is intact: {check.message}.")
             else:
                 messages.error(request, f"The audit log is BROKEN: {check.message}")
         else:
             current_app.send_task(
-                "audit.tasks.verify_audit_chain", kwargs={"trigger": "admin", "actor": actor}
+                "audit.tasks.verify_audit_chain",
+                kwargs={"trigger": "admin", "actor": actor, "full": full},
             )
             messages.info(
                 request, "Verification queued: its result appears below when it is done."

@@ -135,7 +135,7 @@ def test_verify_page_queues_the_check_and_shows_the_first_bad_row(admin_client):
     response = admin_client.post(url, follow=True)
     assert b"Verification queued" in response.content
     assert response.context["latest"] is None
-    assert queued_verifications() == [{"trigger": "admin", "actor": "admin:admin"}]
+    assert queued_verifications() == [{"trigger": "admin", "actor": "admin:admin", "full": False}]
     verify_audit_chain(**queued_verifications()[0])  # what the worker runs
     latest = admin_client.get(url).context["latest"]
     assert (latest.ok, latest.count, latest.digests_checked) == (True, 3, 1)

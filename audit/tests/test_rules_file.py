@@ -10,7 +10,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from audit.models import AccessLog, AccessRule
-from audit.rules_file import RulesFileError, rules_dump, rules_load
+from audit.rules_file import RulesFileError, rules_dump, rules_load, rules_preview
 from audit.tests.helpers import command_output
 
 pytestmark = pytest.mark.django_db
@@ -176,9 +176,21 @@ BAD_FILES = {
         bad(first_scope(min_age_days=1)),
         "rule 'qa-supervisors' (#1): unknown field 'recordings.min_age_days'",
     ),
-    "missing field": (
-        bad(lambda d: d["rules"][1].pop("reason")),
-        "rule 'contractor-lockout' (#2): missing field 'reason'",
+    "missing effect": (
+        bad(lambda d: d["rules"][1].pop("effect")),
+        "rule 'contractor-lockout' (#2): missing field 'effect'",
+    ),
+    "a later issue's scope field": (
+        bad(first_scope(queues=["Sales"])),
+        "rule 'qa-supervisors' (#1): field 'recordings.queues' is not supported",
+    ),
+    "a later issue's handled_by, even null": (
+        bad(first_scope(handled_by=None)),
+        "field 'recordings.handled_by' is not supported",
+    ),
+    "unknown field beside omitted ones": (
+        {"rules": [{"name": "x", "effect": "allow", "role": ["supervisor"]}]},
+        "rule 'x' (#1): unknown field 'role'",
     ),
     "bad glob": (
         bad(first_rule(identities=["qa_[12"])),
@@ -269,3 +281,70 @@ def test_an_empty_rules_list_with_replace_disables_everything():
     summary = rules_load({"rules": []}, replace=True)
     assert sorted(summary.disabled) == ["contractor-lockout", "qa-supervisors"]
     assert AccessRule.objects.count() == 2
+
+
+MINIMAL_RULE = {"name": "x", "effect": "allow", "roles": ["supervisor"]}
+FULL_MINIMAL_RULE = {
+    "name": "x",
+    "effect": "allow",
+    "identities": [],
+    "worker_sids": [],
+    "roles": ["supervisor"],
+    "recordings": {"account_sids": [], "sources": [], "call_sids": [], "max_age_days": None},
+    "valid_from": None,
+    "valid_until": None,
+    "reason": "",
+}
+
+
+def test_omitted_optional_fields_take_their_empty_defaults(tmp_path):
+    output = import_file(tmp_path, json.dumps({"rules": [MINIMAL_RULE]}))
+    assert "1 created" in output
+    rule = AccessRule.objects.get(name="x")
+    assert (rule.identities, rule.worker_sids, rule.roles) == ([], [], ["supervisor"])
+    assert (rule.account_sids, rule.sources, rule.call_sids) == ([], [], [])
+    assert (rule.max_age_days, rule.valid_from, rule.valid_until, rule.reason) == (
+        None,
+        None,
+        None,
+        "",
+    )
+    assert json.loads(export()) == {"rules": [FULL_MINIMAL_RULE]}
+    # The full form of the same rule changes nothing.
+    assert rules_load({"rules": [FULL_MINIMAL_RULE]}, replace=False).unchanged == ["x"]
+
+
+def test_omitted_scope_fields_default_inside_a_partial_recordings_object():
+    rules_load(
+        {"rules": [{"name": "recent", "effect": "deny", "recordings": {"max_age_days": 30}}]},
+        replace=False,
+    )
+    rule = AccessRule.objects.get(name="recent")
+    assert (rule.account_sids, rule.sources, rule.call_sids, rule.max_age_days) == ([], [], [], 30)
+    assert (rule.identities, rule.roles, rule.reason) == ([], [], "")
+
+
+def test_an_omitted_field_resets_an_existing_rule_to_the_default():
+    rules_load(two_rules(), replace=False)
+    rules_load({"rules": [{"name": "contractor-lockout", "effect": "deny"}]}, replace=False)
+    rule = AccessRule.objects.get(name="contractor-lockout")
+    assert (rule.identities, rule.worker_sids, rule.account_sids, rule.sources) == ([], [], [], [])
+    assert (rule.valid_from, rule.reason) == (None, "")
+    assert AccessLog.objects.order_by("-sequence").first().reason_code == "rule_updated"
+
+
+def test_the_import_preview_accepts_omitted_fields():
+    rules_load(two_rules(), replace=False)
+    previews = {
+        preview.name: preview
+        for preview in rules_preview(
+            {"rules": [MINIMAL_RULE, {"name": "qa-supervisors", "effect": "allow"}]},
+            replace=False,
+        )
+    }
+    assert previews["x"].change == "created"
+    assert ("reason", None, "") in previews["x"].fields
+    assert ("recordings.max_age_days", None, None) in previews["x"].fields
+    assert previews["qa-supervisors"].change == "updated"
+    assert ("valid_until", "2027-06-30T00:00:00Z", None) in previews["qa-supervisors"].fields
+    assert AccessRule.objects.count() == 2  # a preview writes nothing

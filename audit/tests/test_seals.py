@@ -483,3 +483,63 @@ def test_appends_from_several_threads_at_once_are_all_sealed_once(transactional_
     assert sum(seal.row_count for seal in seals) == writers * each
     assert [s.first_sequence for s in seals[1:]] == [p.last_sequence + 1 for p in seals[:-1]]
     assert sealer.seals_verify().problems == []
+
+
+# --- Incremental verification -------------------------------------------------------------
+
+
+def test_a_daily_check_reads_only_what_was_sealed_since_the_last_verified_seal(append_rows):
+    from audit.services import chain_check_run
+
+    append_rows(5)
+    sealer.seal_and_anchor()
+    first = chain_check_run(trigger="schedule", full=False)  # nothing verified yet: everything
+    assert (first.ok, first.full, first.through_seal, first.count) == (True, True, 1, 5)
+    append_rows(3)
+    sealer.seal_and_anchor()
+    second = chain_check_run(trigger="schedule", full=False)
+    # The 3 new rows and the first check's own chain_verify row: only seal 2's rows are read.
+    assert (second.ok, second.full, second.through_seal, second.count) == (True, False, 2, 4)
+    assert "1 seals after seal 1 over 4 rows" in second.message
+
+
+@postgresql_only
+def test_a_daily_check_still_names_a_change_after_the_last_verified_seal(append_rows):
+    from audit.services import chain_check_run
+
+    append_rows(2)
+    sealer.seal_and_anchor()
+    assert chain_check_run(trigger="schedule", full=False).ok
+    append_rows(2)
+    sealer.seal_and_anchor()
+    tamper("DELETE FROM audit_accesslog WHERE sequence = 4")
+    check = chain_check_run(trigger="schedule", full=False)
+    assert not check.ok
+    assert "rows [4] are gone" in check.message
+
+
+def test_a_daily_check_names_an_old_anchor_that_disappeared(append_rows, audit_anchor_dir):
+    from audit.services import chain_check_run
+
+    append_rows(2)
+    sealer.seal_and_anchor()
+    assert chain_check_run(trigger="schedule", full=False).ok
+    anchor = audit_anchor_dir / anchor_name(1)
+    anchor.chmod(0o644)
+    anchor.unlink()
+    check = chain_check_run(trigger="schedule", full=False)
+    assert "seal 1, verified before, is no longer anchored" in check.message
+
+
+@postgresql_only
+def test_the_weekly_full_check_names_what_a_daily_check_does_not_reread(append_rows):
+    from audit.services import chain_check_run
+
+    append_rows(3)
+    sealer.seal_and_anchor()
+    assert chain_check_run(trigger="schedule", full=False).ok
+    tamper("DELETE FROM audit_accesslog WHERE sequence = 2")  # inside the verified seal
+    assert chain_check_run(trigger="schedule", full=False).ok  # not reread daily
+    full = chain_check_run(trigger="schedule", full=True)
+    assert (full.ok, full.full) == (False, True)
+    assert "seal 1 covers 3 rows" in full.message
