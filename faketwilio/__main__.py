@@ -31,6 +31,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("TWILIO_AUTH_TOKEN", ""),
         help="main account auth token (default: $TWILIO_AUTH_TOKEN)",
     )
+    parser.add_argument(
+        "--api-key-sid",
+        default=os.environ.get("TWILIO_API_KEY_SID", ""),
+        help="an API key (SK…) of the main account that authenticates too, with "
+        "--api-key-secret (default: $TWILIO_API_KEY_SID)",
+    )
+    parser.add_argument(
+        "--api-key-secret",
+        default=os.environ.get("TWILIO_API_KEY_SECRET", ""),
+        help="the API key's secret (default: $TWILIO_API_KEY_SECRET)",
+    )
     parser.add_argument("--demo", action="store_true", help="seed demo recordings and Flex tokens")
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
     return parser
@@ -48,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
             port=args.port,
             verbose=args.verbose,
         )
+        if args.api_key_sid or args.api_key_secret:
+            if not (args.api_key_sid and args.api_key_secret):
+                raise ValueError("--api-key-sid and --api-key-secret go together")
+            fake.add_api_key(args.api_key_sid, args.api_key_secret, main=True)
     except ValueError as exc:
         parser.error(str(exc))
     serve_forever(fake, demo=args.demo, out=sys.stdout)

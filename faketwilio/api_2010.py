@@ -180,12 +180,23 @@ def list_recordings(state: State, request: Request, match: dict[str, str]) -> Re
 
 def recording_media(state: State, request: Request, match: dict[str, str]) -> Response:
     """``GET``/``HEAD /Accounts/{AC}/Recordings/{RE}[.wav|.mp3]``: the media Twilio holds
-    (404 when none or stored externally), a single byte range answered 206."""
+    (404 when none or stored externally; error 16109 for an encrypted one as ``.mp3``), a
+    single byte range answered 206."""
     with state.lock:
         recording = _find_recording(state, request, match, include_deleted=False)
         media = None if recording.stored_externally else recording.media
+        encrypted = bool(recording.encryption_details)
     if media is None:
         raise not_found(twilio_path(request.path))
+    if encrypted and match.get("ext") == ".mp3":
+        # Twilio cannot transcode what it cannot read (the HTTP status is unconfirmed).
+        raise HttpError(
+            400,
+            16109,
+            "Recording cannot be retrieved in .mp3 format when call "
+            "recording encryption feature is enabled on the account. Please "
+            "re-request with .wav format.",
+        )
     content_type = "audio/mpeg" if match.get("ext") == ".mp3" else "audio/x-wav"
     headers = {"Content-Type": content_type, "Accept-Ranges": "bytes"}
     byte_range = _byte_range(request.headers.get("Range"), len(media))

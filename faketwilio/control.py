@@ -5,7 +5,8 @@ No authentication, not logged, never faulted. Bodies are JSON objects; datetimes
 strings and media is base64 (``media_base64``). Routes:
 
 * ``GET /_fake/health``, ``POST /_fake/reset``;
-* ``POST /_fake/subaccounts``; ``POST /_fake/tokens`` (``ttl_seconds`` or ``expiration``);
+* ``POST /_fake/subaccounts``; ``POST /_fake/api_keys``; ``DELETE /_fake/api_keys/{SK}``;
+* ``POST /_fake/tokens`` (``ttl_seconds`` or ``expiration``);
 * ``POST /_fake/recordings``; ``GET``/``POST``/``DELETE /_fake/recordings/{RE}``;
 * ``POST /_fake/faults`` (``kind``: fail, slow, drop or clear);
 * ``GET /_fake/requests`` (``?method=``, ``?path_contains=``), ``DELETE /_fake/requests``.
@@ -43,6 +44,18 @@ class Controllable(Protocol):
     def add_subaccount(
         self, sid: str, auth_token: str, friendly_name: str, status: str
     ) -> dict[str, Any]: ...
+
+    def add_api_key(
+        self,
+        sid: str | None,
+        secret: str | None,
+        *,
+        account_sid: str | None,
+        friendly_name: str,
+        main: bool,
+    ) -> dict[str, Any]: ...
+
+    def remove_api_key(self, sid: str) -> None: ...
 
     # Its keyword arguments come from JSON: see recording_fields().
     def add_recording(self, *args: Any, **kwargs: Any) -> dict[str, Any]: ...
@@ -105,6 +118,18 @@ def _route(
             status=payload.get("status", "active"),
         )
         return Response.json(201, created)
+    if route == ("POST", "/_fake/api_keys"):
+        created = fake.add_api_key(
+            payload.get("sid"),
+            payload.get("secret"),
+            account_sid=payload.get("account_sid"),
+            friendly_name=payload.get("friendly_name", ""),
+            main=bool(payload.get("main", False)),
+        )
+        return Response.json(201, created)
+    if method == "DELETE" and path.startswith("/_fake/api_keys/"):
+        fake.remove_api_key(path.rsplit("/", 1)[1])
+        return Response(204)
     if route == ("POST", "/_fake/recordings"):
         fields = recording_fields(payload)
         return Response.json(201, fake.add_recording(payload.get("sid") or new_sid("RE"), **fields))

@@ -1,6 +1,6 @@
 """Routing and authentication of Twilio API requests: the product modules' route tables joined
-into one :class:`Router`, HTTP Basic auth against the main account and its subaccounts, and
-which accounts a caller may see.
+into one :class:`Router`, HTTP Basic auth against the main account and its subaccounts (their
+auth tokens or their API keys), and which accounts a caller may see.
 
 Each product module (:mod:`faketwilio.api_2010`, :mod:`faketwilio.iam`,
 :mod:`faketwilio.video`) declares its endpoints with :func:`routes`. An :data:`Endpoint` gets
@@ -69,7 +69,12 @@ class Router:
 
 
 def authenticate(state: State, request: Request) -> Account:
-    """The account whose credentials the request carries (401 code 20003 otherwise)."""
+    """The account whose credentials the request carries (401 code 20003 otherwise).
+
+    The credentials are an account's SID and auth token, or an API key's SID and secret
+    (``SK…:secret``, as twilio-python's ``Client(key_sid, key_secret, account_sid)`` sends
+    them), which act as the key's account; a standard key may not read the accounts.
+    """
     header = request.headers.get("Authorization") or ""
     scheme, _, encoded = header.partition(" ")
     if scheme.lower() != "basic" or not encoded:
@@ -79,17 +84,38 @@ def authenticate(state: State, request: Request) -> Account:
     except (binascii.Error, UnicodeDecodeError):
         username, password = "", ""
     principal = None
-    for account in state.accounts():
+    with state.lock:
+        accounts = state.accounts()
+        keys = list(state.api_keys.values())
+    for account in accounts:
         # Compare every candidate's secrets, so timing does not tell which SID exists.
         same_sid = hmac.compare_digest(username.encode(), account.sid.encode())
         same_token = hmac.compare_digest(password.encode(), account.auth_token.encode())
         if same_sid and same_token and account.status == "active":
             principal = account
+    key_used = None
+    for key in keys:
+        same_sid = hmac.compare_digest(username.encode(), key.sid.encode())
+        same_secret = hmac.compare_digest(password.encode(), key.secret.encode())
+        if same_sid and same_secret:
+            key_used = key
+    if key_used is not None:
+        owner = state.account(key_used.account_sid)
+        if owner is not None and owner.status == "active":
+            principal = owner
     if principal is None or (
         principal.sid != state.account_sid and not subaccount_may_call(principal, request.path)
     ):
         raise _unauthorized("Authentication Error - invalid username")
+    if key_used is not None and not key_used.main and _reads_accounts(request.path):
+        raise _unauthorized("Authenticate")
     return principal
+
+
+def _reads_accounts(path: str) -> bool:
+    """True for the Accounts resources themselves (list and fetch), which standard API keys
+    may not use."""
+    return re.fullmatch(r"/api/2010-04-01/Accounts(?:/[^/]+)?\.json", path) is not None
 
 
 def _unauthorized(message: str) -> HttpError:

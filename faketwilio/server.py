@@ -27,6 +27,7 @@ never imports Django.
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from collections.abc import Iterable
@@ -62,8 +63,9 @@ class FakeTwilio:
 
     Start it with :meth:`start`; point the portal at :attr:`url` (``TWILIO_API_OVERRIDE``).
     Every Twilio endpoint requires HTTP Basic auth with the account SID and auth token (or a
-    subaccount's, for that subaccount's ``/2010-04-01/Accounts/{AC}`` paths). All methods are
-    thread-safe: the server answers on many threads while a test changes the state.
+    subaccount's, for that subaccount's ``/2010-04-01/Accounts/{AC}`` paths), or with the SID
+    and secret of an API key added by :meth:`add_api_key`. All methods are thread-safe: the
+    server answers on many threads while a test changes the state.
     """
 
     def __init__(
@@ -165,7 +167,8 @@ class FakeTwilio:
     # ------------------------------------------------------------------ state
 
     def reset(self) -> None:
-        """Forget recordings, tokens, subaccounts, settings, credentials, faults and the log.
+        """Forget recordings, tokens, subaccounts, API keys, settings, credentials, faults and
+        the log.
 
         A fake that was started and then taken :meth:`down` listens again, so a test that
         forgot :meth:`up` cannot leave a shared fake unreachable for the tests after it.
@@ -187,6 +190,41 @@ class FakeTwilio:
         with self._state.lock:
             account = self._state.add_subaccount(sid, auth_token, friendly_name, status)
             return api_2010.account_json(account)
+
+    def add_api_key(
+        self,
+        sid: str | None = None,
+        secret: str | None = None,
+        *,
+        account_sid: str | None = None,
+        friendly_name: str = "",
+        main: bool = False,
+    ) -> dict[str, Any]:
+        """Create an API key of the main account (or of subaccount ``account_sid``); returns
+        ``sid``, ``secret``, ``account_sid``, ``friendly_name`` and ``main``.
+
+        Its SID and secret then authenticate as that account, everywhere its own credentials
+        do. ``sid`` defaults to a random ``SK…``, ``secret`` to a random 32-character string; a
+        standard key (``main=False``, Twilio's default) is refused on the Accounts resources.
+        """
+        key = self._state.add_api_key(
+            sid or new_sid("SK"),
+            secret or secrets.token_urlsafe(24),
+            account_sid=account_sid or self._state.account_sid,
+            friendly_name=friendly_name,
+            main=main,
+        )
+        return {
+            "sid": key.sid,
+            "secret": key.secret,
+            "account_sid": key.account_sid,
+            "friendly_name": key.friendly_name,
+            "main": key.main,
+        }
+
+    def remove_api_key(self, sid: str) -> None:
+        """Revoke an API key (its requests answer 401 from now on); no-op if absent."""
+        self._state.remove_api_key(sid)
 
     def add_recording(
         self,

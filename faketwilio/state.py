@@ -1,5 +1,5 @@
-"""What one fake Twilio holds in memory: the main account and its subaccounts, recordings, Flex
-tokens, Video settings and credentials, and the lock that guards them.
+"""What one fake Twilio holds in memory: the main account and its subaccounts, their API keys,
+recordings, Flex tokens, Video settings and credentials, and the lock that guards them.
 
 Plain data classes and the operations the Python API and the product endpoints perform on them
 (:mod:`faketwilio.api_2010`, :mod:`faketwilio.iam`, :mod:`faketwilio.video`). Nothing here
@@ -26,6 +26,7 @@ from typing import Any
 API_BASE = "https://api.twilio.com"
 
 ACCOUNT_SID_RE = re.compile(r"AC[0-9a-fA-F]{32}")
+API_KEY_SID_RE = re.compile(r"SK[0-9a-fA-F]{32}")
 #: The fields of a recording that :meth:`State.add_recording` and ``update_recording`` take.
 RECORDING_FIELDS = frozenset(
     {
@@ -99,6 +100,21 @@ class Account:
 
 
 @dataclass
+class ApiKey:
+    """An API key: ``sid`` (``SK…``) and ``secret`` authenticate as the account it belongs to.
+
+    A standard key (``main=False``) may not read or manage accounts (Twilio answers 20003 on
+    the ``/Accounts`` resources); a main key may, as the account's own credentials do.
+    """
+
+    sid: str
+    secret: str
+    account_sid: str
+    friendly_name: str
+    main: bool
+
+
+@dataclass
 class Recording:
     """A Recording resource; ``deleted`` once soft-deleted (its media is then gone)."""
 
@@ -162,6 +178,7 @@ class State:
     """
 
     subaccounts: dict[str, Account]
+    api_keys: dict[str, ApiKey]
     recordings: dict[str, Recording]
     tokens: dict[str, Token]
     settings: dict[str, dict[str, Any]]
@@ -180,9 +197,10 @@ class State:
         self.clear()
 
     def clear(self) -> None:
-        """Forget subaccounts, recordings, tokens, settings and credentials."""
+        """Forget subaccounts, API keys, recordings, tokens, settings and credentials."""
         with self.lock:
             self.subaccounts = {}
+            self.api_keys = {}
             self.recordings = {}
             self.tokens = {}
             self.settings = {}
@@ -233,6 +251,33 @@ class State:
             )
             self.subaccounts[sid] = account
             return account
+
+    def account(self, sid: str) -> Account | None:
+        """The main account or the subaccount ``sid``; None for any other SID."""
+        with self.lock:
+            return self.main if sid == self.account_sid else self.subaccounts.get(sid)
+
+    # ------------------------------------------------------------------ API keys
+
+    def add_api_key(
+        self, sid: str, secret: str, *, account_sid: str, friendly_name: str, main: bool
+    ) -> ApiKey:
+        """Create (or replace) an API key of the main account or one of its subaccounts."""
+        if not API_KEY_SID_RE.fullmatch(sid or ""):
+            raise ValueError("an API key sid is 'SK' followed by 32 hex digits")
+        if not secret:
+            raise ValueError("an API key secret must not be empty")
+        with self.lock:
+            if not self.has_account(account_sid):
+                raise ValueError(f"unknown account {account_sid}: add_subaccount() it first")
+            key = ApiKey(sid, secret, account_sid, friendly_name, main)
+            self.api_keys[sid] = key
+            return key
+
+    def remove_api_key(self, sid: str) -> None:
+        """Revoke an API key; no-op if absent."""
+        with self.lock:
+            self.api_keys.pop(sid, None)
 
     # ------------------------------------------------------------------ recordings
 

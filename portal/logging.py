@@ -1,9 +1,9 @@
 """Structured logging with a request id on every line and secrets scrubbed from every record.
 
-The portal handles Flex tokens, Twilio auth tokens, presigned S3 URLs and private keys; none of
-them may reach a log file, whoever logged them (our code, Django, botocore, twilio). The filters
-here are attached to the handlers, so they see every record, including those propagated from
-third-party loggers.
+The portal handles Flex tokens, Twilio auth tokens and API key secrets, presigned S3 URLs and
+private keys; none of them may reach a log file, whoever logged them (our code, Django,
+botocore, twilio). The filters here are attached to the handlers, so they see every record,
+including those propagated from third-party loggers.
 """
 
 from __future__ import annotations
@@ -86,6 +86,7 @@ class RedactingFilter(logging.Filter):
         super().__init__(name)
         for value in (
             settings.TWILIO_AUTH_TOKEN,
+            settings.TWILIO_API_KEY_SECRET,
             settings.SECRET_KEY,
             settings.AWS_SECRET_ACCESS_KEY,
             *settings.PORTAL_MASTER_KEYS,

@@ -21,6 +21,8 @@ CONFERENCE_SID = re.compile(f"CF{_HEX32}")
 WORKER_SID = re.compile(f"WK{_HEX32}")
 CREDENTIAL_SID = re.compile(f"CR{_HEX32}")
 """Public keys and AWS credentials registered at Twilio share the ``CR`` prefix."""
+API_KEY_SID = re.compile(f"SK{_HEX32}")
+"""An API key: its SID and secret authenticate like the account SID and auth token."""
 
 
 def is_sid(pattern: re.Pattern[str], value: object) -> bool:

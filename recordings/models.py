@@ -272,6 +272,18 @@ class PrivateKey(models.Model):
         return self.public_key_sid or f"unregistered {self.fingerprint[:16]}"
 
 
+def private_key_missing() -> models.Q:
+    """Recordings Twilio encrypted for a public key whose private key the portal does not hold
+    (Twilio's error 16107 is one way to get there), not deleted: they cannot be played until
+    that key is imported. For ``Recording.objects.filter``."""
+    held = PrivateKey.objects.filter(public_key_sid__isnull=False).values("public_key_sid")
+    return (
+        models.Q(encryption_type="rsa-aes")
+        & ~models.Q(status=RecordingStatus.DELETED)
+        & ~models.Q(encryption_public_key_sid__in=held)
+    )
+
+
 class MediaLink(models.Model):
     """A short-lived link to the portal's media endpoint, issued by url_provider.
 

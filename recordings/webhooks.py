@@ -117,6 +117,13 @@ def recording_status_accept(request: HttpRequest) -> HttpResponse:
         # A JSON body we cannot parse, or one whose hash the signature does not cover: nothing
         # here is authenticated, so it is refused like any unsigned request.
         return _error(403, "invalid_signature", "The request is not signed by Twilio.")
+    if not settings.TWILIO_AUTH_TOKEN:
+        # An API key cannot check Twilio's signatures: only the auth token can.
+        logger.error(
+            "TWILIO_AUTH_TOKEN is not set: Twilio's callbacks cannot be checked and are refused "
+            "(set it besides the API key; it is used for signatures only)"
+        )
+        return _error(403, "invalid_signature", "The request is not signed by Twilio.")
     account_sid = str(params.get("AccountSid") or "")
     if ACCOUNT_SID.fullmatch(account_sid):
         tokens = signing_tokens(account_sid)

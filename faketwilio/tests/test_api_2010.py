@@ -298,3 +298,14 @@ def test_media_absent_or_external_is_404(fake: FakeTwilio) -> None:
     stored = fake.get_recording(rec_sid(2))
     assert stored is not None
     assert stored["media_url"] == "https://bucket.s3.amazonaws.com/RE2.wav"
+
+
+def test_encrypted_media_is_served_only_as_wav(fake: FakeTwilio) -> None:
+    """An encrypted recording's media asked as .mp3 answers Twilio's error 16109."""
+    details = {"type": "rsa-aes", "public_key_sid": "CR" + "3" * 32, "encrypted_cek": "x"}
+    fake.add_recording(rec_sid(9), media=b"RIFF-encrypted", encryption_details=details)
+    auth = (ACCOUNT_SID, AUTH_TOKEN)
+    mp3 = requests.get(media_url(fake, rec_sid(9), ".mp3"), auth=auth, timeout=5)
+    wav = requests.get(media_url(fake, rec_sid(9)), auth=auth, timeout=5)
+    assert (mp3.status_code, mp3.json()["code"]) == (400, 16109)
+    assert wav.content == b"RIFF-encrypted"

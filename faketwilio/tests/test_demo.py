@@ -14,9 +14,13 @@ import requests
 
 from faketwilio.tests.helpers import ACCOUNT_SID, AUTH_TOKEN
 
+KEY_SID = "SK" + "7" * 32
+KEY_SECRET = "demo-key-secret-0123456789"
+
 
 def test_command_line_demo() -> None:
-    """`python -m faketwilio --demo` serves seeded recordings and tokens until SIGINT."""
+    """`python -m faketwilio --demo` serves seeded recordings and tokens until SIGINT, to the
+    account's auth token and to the API key given on the command line."""
     root = Path(__file__).resolve().parents[2]
     process = subprocess.Popen(
         [
@@ -30,6 +34,10 @@ def test_command_line_demo() -> None:
             ACCOUNT_SID,
             "--auth-token",
             AUTH_TOKEN,
+            "--api-key-sid",
+            KEY_SID,
+            "--api-key-secret",
+            KEY_SECRET,
         ],
         cwd=root,
         stdout=subprocess.PIPE,
@@ -60,7 +68,7 @@ def test_command_line_demo() -> None:
         first = listing["recordings"][0]["sid"]
         media = requests.get(
             f"{url}/api/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/{first}.wav",
-            auth=(ACCOUNT_SID, AUTH_TOKEN),
+            auth=(KEY_SID, KEY_SECRET),  # the API key given on the command line
             timeout=5,
         )
     finally:

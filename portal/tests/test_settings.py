@@ -80,6 +80,31 @@ def test_embedded_mode_needs_only_djangos_debug_switch():
     assert "LocMemCache" in result.stdout
 
 
+@pytest.mark.parametrize(
+    ("given", "complaint"),
+    [
+        ({"TWILIO_API_KEY_SID": "SK" + "1" * 32}, "go together"),
+        ({"TWILIO_API_KEY_SECRET": "a-secret-0123456789"}, "go together"),
+        (
+            {"TWILIO_API_KEY_SID": "AC" + "1" * 32, "TWILIO_API_KEY_SECRET": "secret-0123456789"},
+            "must be an API key SID",
+        ),
+    ],
+)
+def test_a_half_configured_api_key_refuses_to_start(given, complaint):
+    result = run_manage("check", env={"DJANGO_DEBUG": "1", **given})
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert complaint in result.stderr
+    assert "secret-0123456789" not in result.stderr
+
+
+def test_an_api_key_with_its_secret_starts():
+    given = {"TWILIO_API_KEY_SID": "SK" + "1" * 32, "TWILIO_API_KEY_SECRET": "a-secret-01234567"}
+    result = run_manage("check", env={"DJANGO_DEBUG": "1", **given})
+    assert result.returncode == 0, result.stderr
+
+
 @pytest.mark.django_db
 def test_admin_session_ends_after_thirty_idle_minutes(client, settings):
     user = User.objects.create_superuser("officer", "o@example.com", "pw-0123456789")

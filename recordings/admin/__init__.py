@@ -35,6 +35,7 @@ from recordings.models import (
     RecordingEvent,
     RetentionPolicy,
     TwilioSubaccount,
+    private_key_missing,
 )
 
 
@@ -72,6 +73,26 @@ class DateDrillDownChangeList(ChangeList):
             raise IncorrectLookupParameters(exc) from exc
 
 
+class PrivateKeyFilter(admin.SimpleListFilter):
+    """Encrypted recordings whose private key the portal holds, or does not (those cannot be
+    played: Twilio used a public key the portal has no private half of, e.g. error 16107)."""
+
+    title = "private key"
+    parameter_name = "private_key"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        """The two choices: keys missing (the dashboard's alert links here), keys held."""
+        return [("missing", "missing (cannot be played)"), ("held", "held")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Recording]) -> QuerySet[Recording]:
+        """Encrypted recordings by whether their key is held; everything without a choice."""
+        if self.value() == "missing":
+            return queryset.filter(private_key_missing())
+        if self.value() == "held":
+            return queryset.filter(encryption_type="rsa-aes").exclude(private_key_missing())
+        return queryset
+
+
 @admin.register(Recording)
 class RecordingAdmin(ReadOnlyAdmin):
     list_display = (
@@ -94,6 +115,7 @@ class RecordingAdmin(ReadOnlyAdmin):
         "archive_state",
         "source",
         "encryption_type",
+        PrivateKeyFilter,
     )
     search_fields = ("=sid", "=call_sid", "=account_sid")
     date_hierarchy = "start_time"

@@ -32,7 +32,7 @@ from django.utils import timezone
 
 from portal.sealing import SealingError, current_master_key_id, seal, sealed_key_id, unseal
 from recordings.integrations import twilio_api
-from recordings.models import PrivateKey, TwilioSubaccount
+from recordings.models import PrivateKey, Recording, TwilioSubaccount
 
 logger = logging.getLogger(__name__)
 
@@ -290,7 +290,7 @@ def _store(key: rsa.RSAPrivateKey, *, public_key_sid: str | None, friendly_name:
     sealed = seal(der, purpose=_purpose(fingerprint))
     try:
         with transaction.atomic():
-            return PrivateKey.objects.create(
+            stored = PrivateKey.objects.create(
                 public_key_sid=public_key_sid,
                 friendly_name=friendly_name,
                 fingerprint=fingerprint,
@@ -303,6 +303,8 @@ def _store(key: rsa.RSAPrivateKey, *, public_key_sid: str | None, friendly_name:
         raise KeyImportError(
             "the portal already holds this key or a key for this SID (imported concurrently)"
         ) from None
+    _clear_missing_key_problems(public_key_sid)
+    return stored
 
 
 @transaction.atomic
@@ -392,6 +394,7 @@ def private_key_assign_sid(*, fingerprint: str, public_key_sid: str) -> PrivateK
         raise KeyImportError(f"the portal already holds a different private key for {sid}")
     key.public_key_sid = sid
     key.save(update_fields=["public_key_sid"])
+    _clear_missing_key_problems(sid)
     return key
 
 
@@ -449,6 +452,38 @@ def private_key_for(public_key_sid: str) -> rsa.RSAPrivateKey:
     key = _open(*row)
     _touch(row[0])
     return key
+
+
+def private_key_held(public_key_sid: str) -> bool:
+    """True when the portal holds a private key for ``public_key_sid`` (whether or not it can
+    be opened right now); one indexed query, nothing unsealed."""
+    return (
+        bool(public_key_sid) and PrivateKey.objects.filter(public_key_sid=public_key_sid).exists()
+    )
+
+
+MISSING_KEY_PROBLEM = "encrypted for a public key whose private key the portal does not hold"
+
+
+def missing_key_problem(public_key_sid: str) -> str:
+    """What to tell an officer about a recording encrypted for ``public_key_sid`` when the
+    portal holds no private key for it: it cannot be played, and how to fix that."""
+    if not public_key_sid:
+        return f"{MISSING_KEY_PROBLEM}: Twilio's encryption details name no public key SID"
+    return (
+        f"{MISSING_KEY_PROBLEM} ({public_key_sid}): it cannot be played until that key is "
+        f"imported with `manage.py import_private_key --public-key-sid {public_key_sid} FILE`"
+    )
+
+
+def _clear_missing_key_problems(public_key_sid: str | None) -> None:
+    """Once the portal holds the key for ``public_key_sid``, its recordings' sync errors that
+    said it was missing no longer hold."""
+    if public_key_sid:
+        Recording.objects.filter(
+            encryption_public_key_sid=public_key_sid,
+            sync_error__startswith=MISSING_KEY_PROBLEM,
+        ).update(sync_error="", updated_at=timezone.now())
 
 
 def private_keys_held() -> list[tuple[int, rsa.RSAPrivateKey]]:

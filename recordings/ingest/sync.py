@@ -18,10 +18,12 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from portal.sids import CALL_SID, CONFERENCE_SID
 from recordings import jobs
+from recordings.custody import keys
 from recordings.integrations import storage, twilio_api
 from recordings.lifecycle.archive import archive_enabled_for
 from recordings.models import (
@@ -35,6 +37,10 @@ from recordings.models import (
 )
 
 logger = logging.getLogger(__name__)
+
+# Twilio's "Encrypted with alternate public key": the configured key was unusable, Twilio fell
+# back to another registered one, named in the recording's encryption details.
+ERROR_ALTERNATE_PUBLIC_KEY = 16107
 
 
 def parse_datetime(value: Any) -> datetime | None:
@@ -190,8 +196,24 @@ def _apply(recording: Recording, status: str, values: Mapping[str, Any]) -> None
         if name in _MEDIA_LOCATION_FIELDS and _media_location_is_ours(recording):
             continue
         setattr(recording, name, value)
-    if status and STATUS_RANK.get(status, 0) >= STATUS_RANK.get(recording.status, 0):
+    if status == RecordingStatus.DELETED:
+        _mark_deleted_at_twilio(recording, when=values.get("date_updated"))
+    elif status and STATUS_RANK.get(status, 0) >= STATUS_RANK.get(recording.status, 0):
         recording.status = status
+
+
+def _mark_deleted_at_twilio(recording: Recording, *, when: datetime | None) -> None:
+    """Twilio deleted the recording (its resource says ``deleted``, or it is gone for good):
+    remember when, and mark it ``deleted`` unless the portal holds the media itself.
+
+    Twilio's copy of the media is gone; a copy in a bucket (archived by the portal, or
+    written there by Twilio's external storage) is not, so such a recording keeps its status
+    and still plays. Nothing the portal knew about the recording is blanked.
+    """
+    if recording.twilio_media_deleted_at is None:
+        recording.twilio_media_deleted_at = when or timezone.now()
+    if recording.media_location not in (MediaLocation.S3, MediaLocation.LOCAL):
+        recording.status = RecordingStatus.DELETED
 
 
 @transaction.atomic
@@ -207,16 +229,41 @@ def recording_apply_callback(*, event: RecordingEvent) -> Recording:
     return recording
 
 
+def _key_problem(recording: Recording) -> str:
+    """Why the portal cannot open an encrypted recording's key, or "" when it can (or the
+    recording is not encrypted, or gone)."""
+    if recording.encryption_type != "rsa-aes" or recording.status == RecordingStatus.DELETED:
+        return ""
+    public_key_sid = recording.encryption_public_key_sid
+    if public_key_sid and keys.private_key_held(public_key_sid):
+        return ""
+    problem = keys.missing_key_problem(public_key_sid)
+    if recording.error_code == ERROR_ALTERNATE_PUBLIC_KEY:
+        problem += (
+            f" (Twilio error {ERROR_ALTERNATE_PUBLIC_KEY}: the configured public key was "
+            "invalid or deleted, so Twilio used another registered one)"
+        )
+    return problem
+
+
 @transaction.atomic
 def recording_store_resource(*, resource: twilio_api.TwilioRecording) -> Recording:
-    """Upsert the recording from a fetched REST resource and mark it synced."""
+    """Upsert the recording from a fetched REST resource and mark it synced.
+
+    An encrypted recording whose public key names no private key the portal holds (Twilio's
+    error 16107 is one way to get there) is stored and synced like any other, with the
+    problem in ``sync_error`` and logged as an error: it cannot be played until that key is
+    imported.
+    """
     recording = _locked_recording(resource.sid, resource.account_sid)
     _apply(recording, resource.status, _fields_from_resource(resource))
     recording.account_sid = resource.account_sid or recording.account_sid
     recording.sync_state = SyncState.SYNCED
-    recording.sync_error = ""
+    recording.sync_error = _key_problem(recording)
     recording.synced_at = timezone.now()
     recording.save()
+    if recording.sync_error:
+        logger.error("recording %s: %s", recording.sid, recording.sync_error)
     recording_id = recording.pk
     if (
         recording.encryption_type == "rsa-aes"
@@ -240,14 +287,48 @@ def recording_store_resource(*, resource: twilio_api.TwilioRecording) -> Recordi
 def recording_sync(*, sid: str, account_sid: str | None = None) -> Recording:
     """Fetch one recording from Twilio's REST API and store it.
 
-    Raises ``TwilioUnavailable`` (retry later) or ``TwilioRejected`` (stop).
+    A recording deleted at Twilio is fetched with its metadata while Twilio keeps it (40 days,
+    status ``deleted``); once Twilio answers 404 for a recording the portal had fetched before
+    (or knew deleted), it is marked gone (:func:`recording_mark_gone_at_twilio`) instead of
+    failing. Raises ``TwilioUnavailable`` (retry later) or ``TwilioRejected`` (stop; also a
+    404 for a recording Twilio never showed the portal, such as an ``absent`` one).
     """
     if account_sid is None:
         account_sid = (
             Recording.objects.filter(sid=sid).values_list("account_sid", flat=True).first()
         )
-    resource = twilio_api.recording_fetch(sid=sid, account_sid=account_sid or None)
+    try:
+        resource = twilio_api.recording_fetch(sid=sid, account_sid=account_sid or None)
+    except twilio_api.TwilioRejected as exc:
+        seen_at_twilio = Recording.objects.filter(sid=sid).filter(
+            Q(synced_at__isnull=False) | Q(twilio_media_deleted_at__isnull=False)
+        )
+        if exc.status != 404 or not seen_at_twilio.exists():
+            raise
+        return recording_mark_gone_at_twilio(sid=sid, error=str(exc))
     return recording_store_resource(resource=resource)
+
+
+@transaction.atomic
+def recording_mark_gone_at_twilio(*, sid: str, error: str) -> Recording:
+    """Twilio no longer has a recording the portal knows (404 even for deleted ones: deleted
+    more than 40 days ago): keep every field the portal knew, mark it deleted at Twilio
+    (``deleted`` unless the portal holds the media) and synced, the answer in ``sync_error``
+    unless the deletion was already known."""
+    recording = Recording.objects.select_for_update().get(sid=sid)
+    known = recording.twilio_media_deleted_at is not None
+    _mark_deleted_at_twilio(recording, when=None)
+    recording.sync_state = SyncState.SYNCED
+    recording.sync_error = (
+        _key_problem(recording)
+        if known
+        else f"Twilio no longer has this recording ({error}); what the portal knew is kept"
+    )[:2000]
+    recording.synced_at = timezone.now()
+    recording.save()
+    if not known:
+        logger.warning("recording %s is gone at Twilio (404); kept as last known", sid)
+    return recording
 
 
 def recording_mark_sync_failed(*, sid: str, account_sid: str, error: str) -> None:
@@ -257,5 +338,3 @@ def recording_mark_sync_failed(*, sid: str, account_sid: str, error: str) -> Non
         recording.sync_state = SyncState.SYNC_FAILED
         recording.sync_error = error[:2000]
         recording.save(update_fields=["sync_state", "sync_error", "updated_at"])
-
-

@@ -1,6 +1,7 @@
 """The only place that talks to Twilio.
 
-Builds the ``twilio`` REST client (honouring ``TWILIO_API_OVERRIDE`` for tests and the demo),
+Builds the ``twilio`` REST client (honouring ``TWILIO_API_OVERRIDE`` for tests and the demo,
+authenticated with the API key when one is configured, else the auth token),
 turns Twilio's failures into two kinds the rest of the portal can act on (transient: try again
 later; fatal: stop and show it), and offers the few calls the REST client does not have
 (Flex token validation, streaming media download).
@@ -24,6 +25,8 @@ from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
+from portal.sids import API_KEY_SID
+
 
 class TwilioError(Exception):
     """A call to Twilio did not succeed."""
@@ -43,7 +46,8 @@ class TwilioRejected(TwilioError):
 
 
 class TwilioNotConfigured(TwilioError):
-    """``TWILIO_ACCOUNT_SID`` / ``TWILIO_AUTH_TOKEN`` are not set."""
+    """The credentials to call Twilio are missing or incomplete; the message names what to set
+    (see :func:`rest_credentials`)."""
 
 
 def rewrite_url(url: str) -> str:
@@ -72,22 +76,70 @@ class _OverridableHttpClient(TwilioHttpClient):
         return super().request(method, rewrite_url(url), *args, **kwargs)
 
 
+@dataclass(frozen=True)
+class RestCredentials:
+    """How the portal authenticates to Twilio (REST API, token validation, media downloads):
+    HTTP Basic ``username``/``password`` (an API key's SID and secret, or the account SID and
+    auth token), acting for ``account_sid``."""
+
+    username: str
+    password: str
+    account_sid: str
+
+    def __repr__(self) -> str:
+        return f"RestCredentials(username={self.username!r}, account_sid={self.account_sid!r})"
+
+
+def rest_credentials() -> RestCredentials:
+    """The credentials for every call to Twilio: the API key when ``TWILIO_API_KEY_SID`` and
+    ``TWILIO_API_KEY_SECRET`` are set (Twilio's recommendation: revocable on its own, and the
+    auth token is then needed only for webhook signatures), else the account's auth token.
+
+    Raises :class:`TwilioNotConfigured` naming what is missing or malformed.
+    """
+    account_sid = settings.TWILIO_ACCOUNT_SID
+    key_sid, key_secret = settings.TWILIO_API_KEY_SID, settings.TWILIO_API_KEY_SECRET
+    if not account_sid:
+        raise TwilioNotConfigured(
+            "TWILIO_ACCOUNT_SID is not set (it names the account, also with an API key)"
+        )
+    if key_sid or key_secret:
+        if not key_sid:
+            raise TwilioNotConfigured("TWILIO_API_KEY_SECRET is set without TWILIO_API_KEY_SID")
+        if not key_secret:
+            raise TwilioNotConfigured("TWILIO_API_KEY_SID is set without TWILIO_API_KEY_SECRET")
+        if not API_KEY_SID.fullmatch(key_sid):
+            raise TwilioNotConfigured(
+                f"TWILIO_API_KEY_SID {key_sid[:40]!r} is not an API key SID (SK followed by 32 "
+                "hex digits)"
+            )
+        return RestCredentials(key_sid, key_secret, account_sid)
+    if not settings.TWILIO_AUTH_TOKEN:
+        raise TwilioNotConfigured(
+            "no Twilio credentials: set TWILIO_API_KEY_SID and TWILIO_API_KEY_SECRET, or "
+            "TWILIO_AUTH_TOKEN"
+        )
+    return RestCredentials(account_sid, settings.TWILIO_AUTH_TOKEN, account_sid)
+
+
 @functools.cache
-def _client(account_sid: str, auth_token: str, region: str, timeout: float) -> Client:
+def _client(username: str, password: str, account_sid: str, region: str, timeout: float) -> Client:
     http_client = _OverridableHttpClient(timeout=timeout)
-    return Client(account_sid, auth_token, region=region or None, http_client=http_client)
+    return Client(username, password, account_sid, region=region or None, http_client=http_client)
 
 
 def get_client() -> Client:
-    """The process-wide Twilio REST client for the configured account."""
-    account_sid, auth_token = _credentials()
-    return _client(account_sid, auth_token, settings.TWILIO_REGION, settings.TWILIO_HTTP_TIMEOUT)
-
-
-def _credentials() -> tuple[str, str]:
-    if not settings.TWILIO_ACCOUNT_SID or not settings.TWILIO_AUTH_TOKEN:
-        raise TwilioNotConfigured("TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are not set")
-    return settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN
+    """The process-wide Twilio REST client for the configured account, authenticated as
+    :func:`rest_credentials` says (twilio-python's ``Client(key_sid, key_secret, account_sid)``
+    with an API key)."""
+    credentials = rest_credentials()
+    return _client(
+        credentials.username,
+        credentials.password,
+        credentials.account_sid,
+        settings.TWILIO_REGION,
+        settings.TWILIO_HTTP_TIMEOUT,
+    )
 
 
 @contextmanager
@@ -103,13 +155,50 @@ def translated_errors(what: str) -> Iterator[None]:
     except requests.RequestException as exc:
         raise TwilioUnavailable(f"{what}: Twilio unreachable ({type(exc).__name__})") from None
     except TwilioException as exc:
+        # A list page Twilio refused comes as TwilioException("Unable to fetch page", response):
+        # classified by its status like any other answer (a 401 is not worth retrying).
+        response = exc.args[1] if len(exc.args) > 1 else None
+        status = getattr(response, "status_code", None)
+        if isinstance(status, int) and status >= 400:
+            code = _error_code(getattr(response, "text", ""))
+            raise _classify(status, f"{what}: Twilio answered {status}", code) from None
         raise TwilioUnavailable(f"{what}: {exc}") from None
+
+
+def _error_body_code(response: requests.Response) -> int | None:
+    """The ``code`` of a streamed error answer's JSON body, read no further than 4 KiB."""
+    try:
+        head = next(response.iter_content(4096), b"")
+    except requests.RequestException:
+        return None
+    return _error_code(head)
+
+
+def _error_code(body: Any) -> int | None:
+    """The ``code`` of Twilio's JSON error body (e.g. 20003, 16109), or None."""
+    try:
+        code = json.loads(body).get("code") if body else None
+    except (ValueError, AttributeError):
+        return None
+    return code if isinstance(code, int) and not isinstance(code, bool) else None
 
 
 def _classify(status: int, message: str, code: int | None = None) -> TwilioError:
     if status >= 500 or status == 429:
         return TwilioUnavailable(message, status=status, code=code)
+    if status == 401:
+        message += f" (Twilio refused the portal's credentials: {_credentials_hint()})"
     return TwilioRejected(message, status=status, code=code)
+
+
+def _credentials_hint() -> str:
+    """Which configured credentials a 401 refused (never the secret itself)."""
+    if settings.TWILIO_API_KEY_SID:
+        return (
+            f"check TWILIO_API_KEY_SID {settings.TWILIO_API_KEY_SID[:40]} and "
+            "TWILIO_API_KEY_SECRET, and that the key belongs to TWILIO_ACCOUNT_SID"
+        )
+    return "check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN"
 
 
 @dataclass(frozen=True)
@@ -168,11 +257,15 @@ def _int_or_none(value: Any) -> int | None:
 
 
 def recording_fetch(*, sid: str, account_sid: str | None = None) -> TwilioRecording:
-    """Fetch one Recording resource (of the configured account or one of its subaccounts)."""
+    """Fetch one Recording resource (of the configured account or one of its subaccounts).
+
+    Deleted recordings too (``IncludeSoftDeleted``): Twilio keeps their metadata for 40 days,
+    with status ``deleted``; after that, or for a recording it never had, it answers 404.
+    """
     client = get_client()
     with translated_errors(f"fetch recording {sid}"):
         account = client.api.v2010.accounts(account_sid or client.account_sid)
-        return _as_recording(account.recordings(sid).fetch())
+        return _as_recording(account.recordings(sid).fetch(include_soft_deleted=True))
 
 
 def recordings_list(
@@ -226,37 +319,54 @@ class TwilioSubaccountInfo:
 
 
 def subaccounts_list() -> list[TwilioSubaccountInfo]:
-    """The configured account's subaccounts (every account listed other than itself)."""
+    """The configured account's subaccounts (every account listed other than itself).
+
+    Twilio lets only the auth token or a Main API key read accounts: a Standard key's 401 is
+    raised as :class:`TwilioRejected` saying so.
+    """
     client = get_client()
-    with translated_errors("list accounts"):
-        return [
-            TwilioSubaccountInfo(
-                sid=account.sid,
-                friendly_name=account.friendly_name or "",
-                status=account.status or "",
-                auth_token=account.auth_token or "",
-            )
-            for account in client.api.v2010.accounts.stream(page_size=1000)
-            if account.sid != client.account_sid
-        ]
+    try:
+        with translated_errors("list accounts"):
+            return [
+                TwilioSubaccountInfo(
+                    sid=account.sid,
+                    friendly_name=account.friendly_name or "",
+                    status=account.status or "",
+                    auth_token=account.auth_token or "",
+                )
+                for account in client.api.v2010.accounts.stream(page_size=1000)
+                if account.sid != client.account_sid
+            ]
+    except TwilioRejected as exc:
+        if exc.status != 401 or not settings.TWILIO_API_KEY_SID:
+            raise
+        raise TwilioRejected(
+            f"list accounts: Twilio refused API key {settings.TWILIO_API_KEY_SID[:40]} (401): "
+            "reading subaccounts needs a Main API key (Standard keys may not read accounts) "
+            "or, without an API key, the auth token",
+            status=exc.status,
+            code=exc.code,
+        ) from None
 
 
 def iam_validate_token(token: str, *, timeout: float = 3.0) -> dict[str, Any]:
     """Ask Twilio IAM whether a Flex token is valid; returns Twilio's answer as a dict.
 
     The caller decides on the ``valid`` field: Twilio answers 200 with ``valid: false`` for a
-    bad token, so the HTTP status alone means nothing.
+    bad token, so the HTTP status alone means nothing. Authenticated with
+    :func:`rest_credentials` (the API key when one is configured); Twilio refusing those
+    credentials (401/403) raises :class:`TwilioRejected`, since no token can be judged then.
     """
-    account_sid, auth_token = _credentials()
+    credentials = rest_credentials()
     realm = settings.TWILIO_REGION.split("-", 1)[0] if settings.TWILIO_REGION else ""
     host = f"iam.{realm}.twilio.com" if realm and realm != "us1" else "iam.twilio.com"
-    url = rewrite_url(f"https://{host}/v1/Accounts/{account_sid}/Tokens/validate")
+    url = rewrite_url(f"https://{host}/v1/Accounts/{credentials.account_sid}/Tokens/validate")
     try:
         response = _media_session().post(
             url,
             data=json.dumps({"token": token}),
             headers={"Content-Type": "application/json", "Cache-Control": "no-cache"},
-            auth=(account_sid, auth_token),
+            auth=(credentials.username, credentials.password),
             timeout=timeout,
         )
     except requests.RequestException as exc:
@@ -265,6 +375,13 @@ def iam_validate_token(token: str, *, timeout: float = 3.0) -> dict[str, Any]:
         raise TwilioUnavailable(
             f"token validation: Twilio answered {response.status_code}",
             status=response.status_code,
+        )
+    if response.status_code in (401, 403):
+        # The portal's own credentials were refused: no token can be judged (fail closed),
+        # rather than reading Twilio's error body as "this token is invalid".
+        response.close()
+        raise _classify(
+            response.status_code, f"token validation: Twilio answered {response.status_code}"
         )
     try:
         body = response.json()
@@ -292,6 +409,8 @@ class TwilioMedia:
 
 
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
+# Twilio's "Cannot fetch .mp3 encrypted recording": encrypted media only comes as .wav.
+ERROR_ENCRYPTED_NOT_MP3 = 16109
 
 
 def recording_media_fetch(
@@ -306,8 +425,8 @@ def recording_media_fetch(
     """Stream a recording's media from Twilio (dual-channel recordings with both channels),
     passing a player's ``Range`` header through. The connection closes when ``chunks`` is
     exhausted or closed."""
-    default_account, auth_token = _credentials()
-    account = account_sid or default_account
+    credentials = rest_credentials()
+    account = account_sid or credentials.account_sid
     url = rewrite_url(
         f"https://api.twilio.com/2010-04-01/Accounts/{account}/Recordings/{sid}.{fmt}"
     )
@@ -318,17 +437,22 @@ def recording_media_fetch(
             url,
             params=params,
             headers=headers,
-            auth=(default_account, auth_token),
+            auth=(credentials.username, credentials.password),
             stream=True,
             timeout=settings.TWILIO_HTTP_TIMEOUT,
         )
     except requests.RequestException as exc:
         raise TwilioUnavailable(f"download {sid}: unreachable ({type(exc).__name__})") from None
     if response.status_code >= 400:
+        # A refusal's small JSON body names Twilio's error; a 5xx's is not waited for.
+        code = _error_body_code(response) if response.status_code < 500 else None
         response.close()
-        raise _classify(
-            response.status_code, f"download {sid}: Twilio answered {response.status_code}"
-        )
+        message = f"download {sid}: Twilio answered {response.status_code}"
+        if code == ERROR_ENCRYPTED_NOT_MP3:
+            message += (
+                f" (error {code}: Twilio serves encrypted recordings only as .wav, not .{fmt})"
+            )
+        raise _classify(response.status_code, message, code)
     found = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
     if response.status_code == 206 and found:
         start, last, size = (int(value) for value in found.groups())

@@ -131,7 +131,9 @@ def content_key_caches_clear() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def _voice_details(recording: Recording) -> crypto.VoiceEncryption:
+def voice_details(recording: Recording) -> crypto.VoiceEncryption:
+    """A voice recording's parsed encryption details, or the ``MediaError`` that says why they
+    cannot be used (unsupported type, missing or malformed field)."""
     if recording.encryption_type == "invalid":  # what the sync stores for non-JSON details
         raise MediaUndecryptable("the EncryptionDetails Twilio sent for it were not valid JSON")
     details = {
@@ -151,13 +153,15 @@ def _voice_details(recording: Recording) -> crypto.VoiceEncryption:
 def _stored_location(recording: Recording) -> tuple[bool, str, str]:
     if recording.media_location not in (MediaLocation.S3, MediaLocation.LOCAL):
         raise MediaNotFound(
-            "encrypted recordings are played from the portal's storage (S3 or the local "
-            "folder); no stored file is known for this one"
+            "no stored file (S3 or the local folder) is known for this encrypted recording"
         )
     return stored_object(recording)
 
 
-def _voice_cek(recording: Recording, details: crypto.VoiceEncryption) -> bytes:
+def voice_content_key(recording: Recording, details: crypto.VoiceEncryption) -> bytes:
+    """A voice recording's content key, unwrapped with the private key held for the public key
+    SID Twilio names (cached in this process, so seeking costs no RSA unwrap per range).
+    Raises :class:`MediaKeyUnavailable` or :class:`MediaKeyMismatch`."""
     cache_key = (recording.sid, hashlib.sha256(details.wrapped_cek + details.iv).hexdigest())
     cek = _voice_keys.get(cache_key)
     if cek is not None:
@@ -188,7 +192,7 @@ def _pinned_reader(local: bool, bucket: str, key: str, etag: str) -> crypto.Rang
     return read_range
 
 
-def _record_integrity(recording: Recording, **fields: object) -> None:
+def integrity_record(recording: Recording, **fields: object) -> None:
     """Write integrity fields with one UPDATE (never a full save that could undo a concurrent
     sync) and mirror them on the instance."""
     fields["updated_at"] = timezone.now()
@@ -216,9 +220,9 @@ def media_verify(*, recording: Recording) -> Recording:
     audit row (``media_verify``, ``error``) is written, and :class:`MediaIntegrityFailed` is
     raised. Key, details and storage problems raise their own ``MediaError`` and record nothing.
     """
-    details = _voice_details(recording)
+    details = voice_details(recording)
     local, bucket, key = _stored_location(recording)
-    cek = _voice_cek(recording, details)
+    cek = voice_content_key(recording, details)
     try:
         stat = storage.object_stat(local=local, bucket=bucket, key=key)
     except storage.StorageError as exc:
@@ -234,7 +238,7 @@ def media_verify(*, recording: Recording) -> Recording:
     try:
         crypto.verify_gcm_tag(cek, details.iv, hashing_reader, stat.size, chunk_size=CHUNK_SIZE)
     except crypto.TamperedMedia as exc:
-        _media_verify_failed(recording, stat, str(exc))
+        media_verify_failed(recording, size=stat.size, etag=stat.etag, error=str(exc))
         raise MediaIntegrityFailed(
             "the stored file is not what Twilio encrypted (GCM tag check failed); it is not "
             "served and the recording is flagged"
@@ -243,7 +247,7 @@ def media_verify(*, recording: Recording) -> Recording:
         raise MediaChanged("the stored file changed while it was being verified") from None
     except storage.StorageError as exc:
         raise storage_errors_as_media_errors(exc) from None
-    _record_integrity(
+    integrity_record(
         recording,
         integrity_state=IntegrityState.VERIFIED,
         integrity_checked_at=timezone.now(),
@@ -255,14 +259,17 @@ def media_verify(*, recording: Recording) -> Recording:
     return recording
 
 
-def _media_verify_failed(recording: Recording, stat: storage.StoredObject, error: str) -> None:
-    _record_integrity(
+def media_verify_failed(recording: Recording, *, size: int, etag: str, error: str) -> None:
+    """Flag a voice recording whose file of ``size`` bytes (ETag ``etag``, when its store gives
+    one) failed the GCM tag check: ``failed`` on the recording, never served again, with a
+    ``media_verify`` audit row and an error log line."""
+    integrity_record(
         recording,
         integrity_state=IntegrityState.FAILED,
         integrity_checked_at=timezone.now(),
         integrity_error=error[:2000],
-        media_etag=stat.etag,
-        media_size=stat.size,
+        media_etag=etag,
+        media_size=size,
         media_sha256="",
     )
     request_id = request_id_var.get()
@@ -272,7 +279,7 @@ def _media_verify_failed(recording: Recording, stat: storage.StoredObject, error
         reason_code="media_tampered",
         recording_sid=recording.sid,
         request_id="" if request_id == "-" else request_id,
-        detail={"error": error[:300], "stored_size": stat.size, "etag": stat.etag[:128]},
+        detail={"error": error[:300], "stored_size": size, "etag": etag[:128]},
     )
     logger.error("recording %s failed verification: %s", recording.sid, error)
 
@@ -328,11 +335,11 @@ def encrypted_media_open(*, recording: Recording, range_header: str | None) -> M
         raise MediaIntegrityFailed("this recording's file failed verification and is not served")
     if recording.encryption_type == ENVELOPE_ENCRYPTION_TYPE:
         return _envelope_recording_open(recording, range_header)
-    details = _voice_details(recording)
+    details = voice_details(recording)
     local, bucket, key = _stored_location(recording)
     if not _is_verified(recording):
         media_verify(recording=recording)
-    cek = _voice_cek(recording, details)
+    cek = voice_content_key(recording, details)
     size = recording.media_size or 0
     try:
         plaintext_len = crypto.voice_plaintext_length(size)
@@ -355,7 +362,7 @@ def encrypted_media_open(*, recording: Recording, range_header: str | None) -> M
         start=start,
         end=end,
         content_type=_voice_content_type(key),
-        chunks=_primed(_voice_guard(chunks, recording, etag)),
+        chunks=primed(_voice_guard(chunks, recording, etag)),
         partial=wanted is not None,
     )
 
@@ -503,7 +510,7 @@ def envelope_media_open(
         start=start,
         end=end,
         content_type=content_type_for(key),
-        chunks=_primed(_video_guard(chunks)),
+        chunks=primed(_video_guard(chunks)),
         partial=wanted is not None,
     )
 
@@ -513,7 +520,7 @@ def envelope_media_open(
 # ---------------------------------------------------------------------------------------------
 
 
-def _primed(chunks: Iterator[bytes]) -> Iterator[bytes]:
+def primed(chunks: Iterator[bytes]) -> Iterator[bytes]:
     """Read the first piece now, so that failures before any byte (changed or missing object,
     storage down) raise here and become a proper error answer instead of a cut-off 200."""
     try:

@@ -1,12 +1,13 @@
 """Opening a recording's media for the player: picks the reader that fits how the recording
-is stored (plain, Twilio's encrypted voice, the S3 encryption client's envelope, or Twilio
-itself). The media endpoint and the media check need only :func:`media_open`.
+is stored (plain, Twilio's encrypted voice in storage or still at Twilio, the S3 encryption
+client's envelope, or Twilio itself). The media endpoint and the media check need only
+:func:`media_open`; url_provider asks :func:`media_playable_check` before it issues a link.
 """
 
 from __future__ import annotations
 
 from recordings.integrations import storage
-from recordings.media import encrypted, plain
+from recordings.media import encrypted, encrypted_twilio, plain
 from recordings.media.body import (
     MediaBody,
     MediaIntegrityFailed,
@@ -17,10 +18,29 @@ from recordings.media.body import (
 from recordings.models import IntegrityState, MediaLocation, Recording
 
 
+def _is_voice_encrypted_at_twilio(recording: Recording) -> bool:
+    return (
+        recording.is_encrypted
+        and recording.media_location == MediaLocation.TWILIO
+        and recording.encryption_type != encrypted.ENVELOPE_ENCRYPTION_TYPE
+    )
+
+
+def media_playable_check(*, recording: Recording) -> None:
+    """Raise the ``MediaError`` that would stop a recording from playing, where it can be known
+    before a link is issued; today for encrypted voice recordings Twilio holds (missing key,
+    failed tag check, media gone at Twilio, Twilio down: see ``encrypted_twilio``). Other
+    recordings report their problems when the link is fetched."""
+    if _is_voice_encrypted_at_twilio(recording):
+        encrypted_twilio.twilio_voice_check(recording=recording)
+
+
 def media_open(*, recording: Recording, range_header: str | None = None) -> MediaBody:
     """Open a recording's media for playback, whole or the range ``range_header`` asks for."""
     if recording.integrity_state == IntegrityState.FAILED:
         raise MediaIntegrityFailed("this recording's file failed verification and is not served")
+    if _is_voice_encrypted_at_twilio(recording):
+        return encrypted_twilio.twilio_voice_open(recording=recording, range_header=range_header)
     if recording.is_encrypted:
         return encrypted.encrypted_media_open(recording=recording, range_header=range_header)
     if recording.media_location == MediaLocation.TWILIO:

@@ -20,7 +20,7 @@ from audit.services import access_log_append
 from portal.sids import RECORDING_SID
 from recordings.integrations import twilio_api
 from recordings.media.body import MediaBody, MediaError, MediaRangeNotSatisfiable
-from recordings.media.opener import media_open
+from recordings.media.opener import media_open, media_playable_check
 from recordings.models import MediaLink, MediaLocation, Recording, RecordingStatus
 from recordings.playback import flex_auth, links
 
@@ -100,6 +100,14 @@ def _audited_sid(recording_sid: str | None) -> str:
     return recording_sid if recording_sid and RECORDING_SID.fullmatch(recording_sid) else ""
 
 
+def _unplayable_status(exc: MediaError) -> int:
+    """url_provider's status for media that cannot be played, from the contract's list: 404
+    when nothing playable exists (media gone at Twilio, a file that failed its tag check), 503
+    when the portal or Twilio must do something first (key missing or wrong, Twilio down,
+    unusable encryption details, which an operator must look at)."""
+    return 503 if exc.status >= 500 else 404
+
+
 def url_provide(
     *,
     authorization: str | None,
@@ -112,8 +120,10 @@ def url_provide(
 
     200 with ``media_url``; 400 bad or missing SID; 401 missing/invalid/expired token;
     403 no rule allows it; 404 no such recording, or deleted, or no media; 503 Twilio IAM
-    unreachable (fail closed). Without ``issue_link`` (a ``HEAD`` request, whose answer has no
-    body) it decides and audits the same way but makes no link, since nobody would receive it.
+    unreachable (fail closed). A recording whose media is known not to play now (see
+    ``media_playable_check``) answers 404 or 503 with the media error's code, never a link.
+    Without ``issue_link`` (a ``HEAD`` request, whose answer has no body) it decides and audits
+    the same way but makes no link, since nobody would receive it.
     """
     audit: dict[str, Any] = {"recording_sid": _audited_sid(recording_sid)}
 
@@ -176,6 +186,19 @@ def url_provide(
             _error(404, "no_media", "This recording has no stored media."),
             "denied",
             "no_media",
+            rule_name=decision.rule_name or "",
+        )
+
+    try:
+        media_playable_check(recording=recording)
+    except MediaError as exc:
+        status = _unplayable_status(exc)
+        if status >= 500:
+            logger.warning("recording %s cannot be played now: %s", recording.sid, exc)
+        return finish(
+            _error(status, exc.code, str(exc) or exc.code),
+            "error",
+            exc.code,
             rule_name=decision.rule_name or "",
         )
 

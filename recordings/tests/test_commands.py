@@ -50,7 +50,13 @@ def test_seed_demo_refuses_production(settings):
 
 
 def test_run_fake_twilio_serves_until_interrupted():
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "portal.settings_test"}
+    key_sid, key_secret = "SK" + "7" * 32, "settings-key-secret-0123"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "portal.settings_test",
+        "TWILIO_API_KEY_SID": key_sid,
+        "TWILIO_API_KEY_SECRET": key_secret,
+    }
     process = subprocess.Popen(
         [sys.executable, "manage.py", "run_fake_twilio", "--port", "0", "--demo"],
         cwd=ROOT,
@@ -68,6 +74,14 @@ def test_run_fake_twilio_serves_until_interrupted():
                 break
         assert url, "the command never printed its URL"
         assert requests.get(f"{url}/_fake/health", timeout=5).status_code == 200
+        # The portal's API key from the settings is accepted, as the portal will send it.
+        account = os.environ.get("TWILIO_ACCOUNT_SID", "AC" + "a" * 32)
+        listing = requests.get(
+            f"{url}/api/2010-04-01/Accounts/{account}/Recordings.json",
+            auth=(key_sid, key_secret),
+            timeout=5,
+        )
+        assert listing.status_code == 200
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=10) == 0

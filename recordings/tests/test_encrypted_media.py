@@ -526,16 +526,14 @@ def test_same_bytes_under_a_new_etag_are_verified_again_and_served(s3, rsa_key):
     assert row.media_etag not in ("", first_etag)
 
 
-def test_missing_object_and_media_at_twilio_are_404(s3, rsa_key):
+def test_missing_object_is_404(s3, rsa_key):
+    # (Encrypted recordings whose media Twilio keeps: test_encrypted_at_twilio.py.)
     sid = new_sid("CR")
     hold(rsa_key, sid)
     recording, _ = voice_recording(s3, rsa_key, b"a" * 100, public_key_sid=sid)
     s3.delete_object(Bucket=TEST_BUCKET, Key=recording.media_key)
     with pytest.raises(MediaNotFound):
         media_open(recording=recording)
-    Recording.objects.filter(pk=recording.pk).update(media_location=MediaLocation.TWILIO)
-    with pytest.raises(MediaNotFound, match="played from the portal's storage"):
-        media_open(recording=fresh(recording))
 
 
 @pytest.mark.parametrize("kind", ["voice", "video"])

@@ -1,7 +1,7 @@
 """``run_fake_twilio``: run the fake Twilio (``faketwilio``) in the foreground for the demo.
 
-The same as ``python -m faketwilio``, with the account SID and auth token taken from the
-portal's settings, so a demo portal and its fake agree on the credentials without retyping.
+The same as ``python -m faketwilio``, with the account SID, auth token and API key taken from
+the portal's settings, so a demo portal and its fake agree on the credentials without retyping.
 """
 
 from __future__ import annotations
@@ -32,6 +32,17 @@ class Command(BaseCommand):
             help="main account auth token (default: settings.TWILIO_AUTH_TOKEN)",
         )
         parser.add_argument(
+            "--api-key-sid",
+            default=settings.TWILIO_API_KEY_SID,
+            help="an API key of the main account the fake accepts too "
+            "(default: settings.TWILIO_API_KEY_SID)",
+        )
+        parser.add_argument(
+            "--api-key-secret",
+            default=settings.TWILIO_API_KEY_SECRET,
+            help="its secret (default: settings.TWILIO_API_KEY_SECRET)",
+        )
+        parser.add_argument(
             "--demo", action="store_true", help="seed demo recordings and Flex tokens"
         )
         parser.add_argument("--verbose", action="store_true", help="log every request")
@@ -48,6 +59,14 @@ class Command(BaseCommand):
             )
         except ValueError as exc:
             raise CommandError(f"{exc} (set TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN)") from None
+        key_sid, key_secret = options["api_key_sid"], options["api_key_secret"]
+        if key_sid or key_secret:
+            if not (key_sid and key_secret):
+                raise CommandError("--api-key-sid and --api-key-secret go together")
+            try:
+                fake.add_api_key(key_sid, key_secret, main=True)
+            except ValueError as exc:
+                raise CommandError(str(exc)) from None
         try:
             serve_forever(fake, demo=options["demo"], out=self.stdout)
         except OSError as exc:
