@@ -14,12 +14,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from audit.models import AccessLog
-from faketwilio.recording_formats import encrypt_voice_like_twilio, make_rsa_key, make_wav
+from faketwilio.recording_formats import encrypt_voice_like_twilio, make_wav
 from recordings.custody import keys
 from recordings.ingest import sync
 from recordings.integrations import twilio_api
 from recordings.lifecycle import archive
-from recordings.media import encrypted
 from recordings.models import ArchivePolicy, IntegrityState, MediaLocation, Recording
 from recordings.tests.callbacks import new_sid
 from recordings.tests.playback_fixtures import (
@@ -31,25 +30,6 @@ from recordings.tests.playback_fixtures import (
 )
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(scope="module")
-def rsa_key() -> rsa.RSAPrivateKey:
-    return make_rsa_key()
-
-
-@pytest.fixture(scope="module")
-def other_rsa_key() -> rsa.RSAPrivateKey:
-    return make_rsa_key()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_caches():
-    keys.key_caches_clear()
-    encrypted.content_key_caches_clear()
-    yield
-    keys.key_caches_clear()
-    encrypted.content_key_caches_clear()
 
 
 @pytest.fixture

@@ -32,7 +32,6 @@ from conftest import TEST_BUCKET
 from faketwilio.recording_formats import (
     encrypt_video_like_twilio,
     encrypt_voice_like_twilio,
-    make_rsa_key,
     make_wav,
 )
 from recordings import jobs, tasks
@@ -61,25 +60,6 @@ pytestmark = pytest.mark.django_db
 
 MiB = 1024 * 1024
 EBML = b"\x1a\x45\xdf\xa3"
-
-
-@pytest.fixture(scope="module")
-def rsa_key() -> rsa.RSAPrivateKey:
-    return make_rsa_key()
-
-
-@pytest.fixture(scope="module")
-def other_rsa_key() -> rsa.RSAPrivateKey:
-    return make_rsa_key()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_caches():
-    keys.key_caches_clear()
-    encrypted.content_key_caches_clear()
-    yield
-    keys.key_caches_clear()
-    encrypted.content_key_caches_clear()
 
 
 def hold(key: rsa.RSAPrivateKey, sid: str | None = None) -> PrivateKey:

@@ -32,16 +32,6 @@ pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def rsa_key() -> rsa.RSAPrivateKey:
-    return make_rsa_key()
-
-
-@pytest.fixture(scope="module")
-def other_rsa_key() -> rsa.RSAPrivateKey:
-    return make_rsa_key()
-
-
 @pytest.fixture(autouse=True)
 def _fresh_caches():
     keys.key_caches_clear()
