@@ -317,3 +317,41 @@ class ChainCheck(models.Model):
     def __str__(self) -> str:
         verdict = "intact" if self.ok else f"BROKEN at #{self.first_bad_sequence}"
         return f"{self.checked_at:%Y-%m-%d %H:%M:%S}Z: {verdict}"
+
+
+class ExportState(models.TextChoices):
+    """Where an access-log export job stands."""
+
+    QUEUED = "queued", "queued"
+    RUNNING = "running", "running"
+    DONE = "done", "done"
+    FAILED = "failed", "failed"
+
+
+class AccessLogExport(models.Model):
+    """An officer's export of the access log, written by a Celery task (``audit.exports``).
+
+    A million rows outlast any web request, so the admin queues the export and the officer
+    downloads the file when it is done: complete (its row count and SHA-256 kept here), or
+    visibly failed with the reason, never cut short.
+    """
+
+    requested_at = models.DateTimeField(default=timezone.now, db_index=True)
+    requested_by = models.CharField(max_length=150, help_text="The officer's username.")
+    query = models.CharField(
+        max_length=2000, blank=True, help_text="The access log list's filters and search."
+    )
+    format = models.CharField(max_length=8)
+    state = models.CharField(max_length=8, choices=ExportState.choices, default=ExportState.QUEUED)
+    rows = models.PositiveBigIntegerField(null=True, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+    file_name = models.CharField(max_length=255, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        verbose_name = "access log export"
+
+    def __str__(self) -> str:
+        return f"export {self.pk} ({self.format}, {self.state})"

@@ -283,6 +283,12 @@ class AccessLogAdmin(_ReadOnlyAdmin):
             path("dashboard/", view(self.dashboard_view), name="audit_accesslog_dashboard"),
             path("verify/", view(self.verify_view), name="audit_accesslog_verify"),
             path("export/<str:fmt>/", view(self.export_view), name="audit_accesslog_export"),
+            path("exports/", view(self.exports_view), name="audit_accesslog_exports"),
+            path(
+                "exports/<int:export_id>/download/",
+                view(self.export_download_view),
+                name="audit_accesslog_export_download",
+            ),
             path("identity/", view(self.identity_view), name="audit_accesslog_identity"),
             path(
                 "recording/<str:sid>/",
@@ -301,9 +307,16 @@ class AccessLogAdmin(_ReadOnlyAdmin):
         return views.verify(request, self)
 
     def export_view(self, request: HttpRequest, fmt: str) -> HttpResponseBase:
-        """The current filter's rows as CSV or JSON Lines, streamed."""
+        """Queue an export of the current filter's rows as CSV or JSON Lines."""
         return views.export(request, self, fmt)
 
+    def exports_view(self, request: HttpRequest) -> HttpResponse:
+        """The officer's exports and their state."""
+        return views.exports(request, self)
+
+    def export_download_view(self, request: HttpRequest, export_id: int) -> HttpResponseBase:
+        """Download one finished export."""
+        return views.export_download(request, self, export_id)
     def identity_view(self, request: HttpRequest) -> HttpResponse:
         """Everything one identity opened."""
         return views.identity(request, self)

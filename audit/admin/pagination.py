@@ -1,8 +1,10 @@
 """A paginator for the access log's admin list that never counts the whole table.
 
 Django's changelist asks its paginator for ``count`` on every page view; on a log of millions
-of rows ``SELECT COUNT(*)`` is a full scan. The log's ``sequence`` is gapless (1, 2, 3…, written
-under a lock), so the unfiltered count is ``MAX(sequence)``, one step down the unique index.
+of rows ``SELECT COUNT(*)`` is a full scan. The log's ``sequence`` counts 1, 2, 3…, so the
+unfiltered count is ``MAX(sequence)``, one step down the unique index; a number taken by an
+append that rolled back (rare; the seals state each one) is counted too, so the last page may
+hold a row or two fewer than the total says.
 A filtered list is counted only up to :data:`COUNT_LIMIT` rows (``COUNT(*)`` over a ``LIMIT``
 subquery): past that the page says "more than 10,000" and the officer narrows the filter.
 """

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 from celery import current_app
@@ -24,24 +23,26 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied
+from django.core.files.storage import default_storage
+from django.db.models import QuerySet
 from django.http import (
+    FileResponse,
     Http404,
     HttpRequest,
     HttpResponse,
+    HttpResponseNotAllowed,
     HttpResponseRedirect,
-    StreamingHttpResponse,
 )
 from django.http.response import HttpResponseBase
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 
-from audit.admin import selectors
+from audit.admin import export_jobs, selectors
 from audit.admin.chart import daily_bar_chart
 from audit.admin.forms import RulesImportForm, RuleTestForm
 from audit.decisions import access_decide, access_explain
-from audit.export import COLUMNS, csv_lines, jsonl_lines
-from audit.models import AccessAction, AccessRule, ChainCheck
+from audit.models import AccessAction, AccessLogExport, AccessRule, ChainCheck, ExportState
 from audit.rules_file import (
     RulePreview,
     RulesFileError,
@@ -132,13 +133,17 @@ def verify(request: HttpRequest, model_admin: admin.ModelAdmin) -> HttpResponse:
 
 
 def export(request: HttpRequest, model_admin: admin.ModelAdmin, fmt: str) -> HttpResponseBase:
-    """The rows of the access log's current filter and search, oldest first, streamed as CSV
-    (safe to open in a spreadsheet) or JSON Lines (exact values, like ``export_audit_log``)."""
+    """POST: queue an export of the access log's current filter and search, oldest first, as
+    CSV (safe to open in a spreadsheet) or JSON Lines (exact values, like ``export_audit_log``),
+    and show the exports page, where it can be downloaded once written."""
     _require(request, "audit.view_accesslog")
     if fmt not in EXPORT_FORMATS:
         raise Http404("unknown export format")
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    # The list's filters travel in the form's query string, as on the list itself.
     try:
-        changelist = model_admin.get_changelist_instance(request)
+        job = export_jobs.export_queue(request=request, fmt=fmt)
     except IncorrectLookupParameters:
         messages.error(request, "The filter is not valid; nothing was exported.")
         return HttpResponseRedirect(reverse("admin:audit_accesslog_changelist"))
@@ -146,14 +151,51 @@ def export(request: HttpRequest, model_admin: admin.ModelAdmin, fmt: str) -> Htt
         request,
         action=AccessAction.ADMIN_EXPORT,
         reason_code=f"access_log_{fmt}",
-        detail={"filters": query_detail(request.GET)},
+        detail={"filters": query_detail(request.GET), "export_id": job.pk},
     )
-    rows = changelist.queryset.order_by("sequence").values_list(*COLUMNS).iterator(chunk_size=2000)
-    lines = csv_lines(rows, spreadsheet_safe=True) if fmt == "csv" else jsonl_lines(rows)
-    content_type, extension = EXPORT_FORMATS[fmt]
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    response = StreamingHttpResponse(lines, content_type=content_type)
-    response["Content-Disposition"] = f'attachment; filename="access-log-{stamp}.{extension}"'
+    messages.info(request, f"Export {job.pk} is being written; download it below when done.")
+    return HttpResponseRedirect(reverse("admin:audit_accesslog_exports"))
+
+
+def _visible_exports(request: HttpRequest) -> QuerySet[AccessLogExport]:
+    exports = AccessLogExport.objects.all()
+    if not request.user.is_superuser:
+        exports = exports.filter(requested_by=request.user.get_username())
+    return exports
+
+
+def exports(request: HttpRequest, model_admin: admin.ModelAdmin) -> HttpResponse:
+    """The officer's exports (a superuser's: everyone's), newest first, with their state."""
+    _require(request, "audit.view_accesslog")
+    context = {
+        **_context(request, model_admin, "Access log exports"),
+        "exports": _visible_exports(request)[:50],
+    }
+    return TemplateResponse(request, "admin/audit/exports.html", context)
+
+
+def export_download(
+    request: HttpRequest, model_admin: admin.ModelAdmin, export_id: int
+) -> HttpResponseBase:
+    """The file of a finished export, through the portal (audited); 404 for another officer's
+    export, or one that is not done."""
+    _require(request, "audit.view_accesslog")
+    job = _visible_exports(request).filter(pk=export_id, state=ExportState.DONE).first()
+    if job is None:
+        raise Http404("no such export")
+    staff_action_log(
+        request,
+        action=AccessAction.ADMIN_EXPORT,
+        reason_code="access_log_download",
+        detail={"export_id": job.pk, "rows": job.rows, "sha256": job.sha256},
+    )
+    content_type, extension = EXPORT_FORMATS[job.format]
+    response = FileResponse(
+        default_storage.open(job.file_name, "rb"),
+        content_type=content_type,
+        as_attachment=True,
+        filename=f"access-log-{job.pk}.{extension}",
+    )
     response["Cache-Control"] = "no-store"
     return response
 

@@ -4,20 +4,24 @@ timelines and the rows that viewing them leaves in the log."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from datetime import timedelta
 from types import SimpleNamespace
+from urllib.parse import urlencode
 
 import pytest
+from celery import current_app
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
 from audit import services
-from audit.admin import pagination
-from audit.models import AccessLog
+from audit.admin import export_jobs, pagination
+from audit.admin.export_jobs import export_access_log
+from audit.models import AccessLog, AccessLogExport
 from audit.services import access_log_append
 from recordings.models import MediaLink, RecordingEvent
 
@@ -170,36 +174,93 @@ def test_changelist_and_detail_query_counts_do_not_grow_with_rows(
     assert response.status_code == 200
 
 
-def test_export_streams_the_current_filter_as_csv_and_jsonl(admin_client, log):
-    url = reverse("admin:audit_accesslog_export", args=["jsonl"])
-    response = admin_client.get(url, {"identity": "alice"})
+def export_and_download(client, fmt: str, query: dict) -> tuple[AccessLogExport, bytes]:
+    """Queue an export from the list's filter as the officer does, run the worker's task, then
+    download the file from the exports page."""
+    url = reverse("admin:audit_accesslog_export", args=[fmt])
+    response = client.post(f"{url}?{urlencode(query)}")
+    assert response.status_code == 302
+    assert response["Location"] == reverse("admin:audit_accesslog_exports")
+    job = AccessLogExport.objects.latest("id")
+    assert job.state == "queued"  # a broker holds it: the request wrote no file
+    assert export_access_log(job.pk) == "done"  # what the worker runs
+    job.refresh_from_db()
+    page = client.get(reverse("admin:audit_accesslog_exports")).content.decode()
+    download = reverse("admin:audit_accesslog_export_download", args=[job.pk])
+    assert download in page
+    response = client.get(download)
     assert response.status_code == 200
-    assert response.streaming
-    assert response["Content-Type"] == "application/x-ndjson"
     assert response["Content-Disposition"].startswith('attachment; filename="access-log-')
-    records = [json.loads(line) for line in b"".join(response.streaming_content).splitlines()]
+    content = b"".join(response.streaming_content)
+    assert hashlib.sha256(content).hexdigest() == job.sha256
+    return job, content
+
+
+def test_export_writes_the_current_filter_as_csv_and_jsonl_in_the_background(admin_client, log):
+    job, content = export_and_download(admin_client, "jsonl", {"identity": "alice"})
+    records = [json.loads(line) for line in content.splitlines()]
     assert [r["sequence"] for r in records] == [log.a.sequence, log.c.sequence]  # oldest first
     assert records[0]["row_hash"] == log.a.row_hash
-    exported = AccessLog.objects.get(action="admin_export")
-    assert exported.reason_code == "access_log_jsonl"
-    assert exported.detail == {"filters": {"identity": "alice"}}
+    assert job.rows == 2
+    requested = AccessLog.objects.get(action="admin_export", reason_code="access_log_jsonl")
+    assert requested.detail == {"filters": {"identity": "alice"}, "export_id": job.pk}
+    assert AccessLog.objects.filter(reason_code="access_log_download").count() == 1
 
     row(identity="=HYPERLINK(1)", outcome="denied")
-    response = admin_client.get(
-        reverse("admin:audit_accesslog_export", args=["csv"]), {"outcome__exact": "denied"}
-    )
-    lines = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    job, content = export_and_download(admin_client, "csv", {"outcome__exact": "denied"})
+    lines = list(csv.DictReader(io.StringIO(content.decode())))
     assert [line["identity"] for line in lines] == ["bob", "'=HYPERLINK(1)"]  # no formulas
+    assert job.rows == 2
 
 
-def test_export_refuses_a_bad_filter_and_an_unknown_format(admin_client):
+def test_export_refuses_a_bad_filter_an_unknown_format_and_a_get(admin_client):
     url = reverse("admin:audit_accesslog_export", args=["csv"])
-    response = admin_client.get(url, {"since": "not a date"})
+    response = admin_client.post(f"{url}?since=not+a+date")
     assert response.status_code == 302
     assert not AccessLog.objects.filter(action="admin_export").exists()
-    assert (
-        admin_client.get(reverse("admin:audit_accesslog_export", args=["xml"])).status_code == 404
-    )
+    assert not AccessLogExport.objects.exists()
+    unknown = reverse("admin:audit_accesslog_export", args=["xml"])
+    assert admin_client.post(unknown).status_code == 404
+    assert admin_client.get(url).status_code == 405  # a link cannot start an export
+
+
+def test_a_failed_export_says_so_and_offers_no_file(admin_client, log, monkeypatch):
+    def storage_refuses(*args, **kwargs):
+        raise OSError("the bucket refused the write")
+
+    monkeypatch.setattr(export_jobs.default_storage, "save", storage_refuses)
+    url = reverse("admin:audit_accesslog_export", args=["csv"])
+    admin_client.post(url)
+    job = AccessLogExport.objects.get()
+    assert export_access_log(job.pk) == "failed"
+    job.refresh_from_db()
+    assert "the bucket refused the write" in job.error
+    page = admin_client.get(reverse("admin:audit_accesslog_exports")).content.decode()
+    assert "failed: OSError: the bucket refused the write" in page
+    download = reverse("admin:audit_accesslog_export_download", args=[job.pk])
+    assert download not in page
+    assert admin_client.get(download).status_code == 404
+
+
+def test_an_officer_downloads_only_their_own_exports(admin_client, staff_client, log):
+    url = reverse("admin:audit_accesslog_export", args=["jsonl"])
+    admin_client.post(url)
+    job = AccessLogExport.objects.get()
+    export_access_log(job.pk)
+    officer = staff_client("compliance viewer", username="olivia")
+    download = reverse("admin:audit_accesslog_export_download", args=[job.pk])
+    assert officer.get(download).status_code == 404
+    page = officer.get(reverse("admin:audit_accesslog_exports"))
+    assert list(page.context["exports"]) == []
+
+
+def test_in_embedded_mode_the_export_is_written_at_once(admin_client, log):
+    current_app.conf.task_always_eager = True
+    try:
+        admin_client.post(reverse("admin:audit_accesslog_export", args=["csv"]))
+    finally:
+        current_app.conf.task_always_eager = False
+    assert AccessLogExport.objects.get().state == "done"
 
 
 def test_recording_timeline_shows_everything_in_order(admin_client, log, recording_factory):

@@ -51,7 +51,7 @@ def urls(recording_factory) -> dict[str, str]:
         "digests": reverse("admin:audit_accesslogdigest_changelist"),
         "dashboard": reverse("admin:audit_accesslog_dashboard"),
         "verify": reverse("admin:audit_accesslog_verify"),
-        "export": reverse("admin:audit_accesslog_export", args=["csv"]),
+        "export": reverse("admin:audit_accesslog_exports"),
         "identity": reverse("admin:audit_accesslog_identity") + "?identity=alice",
         "timeline": reverse("admin:audit_accesslog_recording", args=[recording.sid]),
         "recording": reverse("admin:recordings_recording_change", args=[recording.pk]),

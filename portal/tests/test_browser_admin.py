@@ -14,7 +14,8 @@ from django.utils import timezone
 from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from audit.models import AccessLog, AccessRule
+from audit.admin.export_jobs import export_access_log
+from audit.models import AccessLog, AccessLogExport, AccessRule
 from audit.services import access_log_append
 from audit.tasks import verify_audit_chain
 from recordings.models import Recording, RecordingEvent, RecordingStatus, SyncState
@@ -98,6 +99,22 @@ def test_log_in_filter_the_log_and_open_a_timeline(live_server, page, officer, r
     assert "occurred=1h" in page.url
     assert "identity=qa_alice" in page.url
     snap(page, "3-log-filtered")
+
+    # Export the filtered list: queued, written by the worker, downloaded from the exports page.
+    page.click("#export-csv")
+    page.wait_for_selector("#exports")
+    assert "queued" in page.locator("#exports").inner_text()
+    job = AccessLogExport.objects.get()
+    export_access_log(job.pk)  # what the worker does
+    page.reload()
+    with page.expect_download() as download:
+        page.click("#exports >> text=Download")
+    content = Path(download.value.path()).read_text()
+    assert "qa_alice" in content
+    assert "bob" not in content
+    snap(page, "3b-exports")
+    page.go_back()
+    page.goto(f"{live_server.url}/admin/audit/accesslog/?identity=qa_alice")
 
     page.click(f"#result_list >> text={recording.sid}")
     page.wait_for_selector("#recording-timeline")
