@@ -397,9 +397,25 @@ def voice_decrypt_range(
 def _voice_range(
     cek: bytes, iv: bytes, read_range: RangeReader, start: int, end: int, chunk_size: int
 ) -> Iterator[bytes]:
-    keystream = _GcmCounterStream(cek, iv, start)
+    decrypt = _voice_decryptor(cek, iv, start)
     for piece in _read_exact(read_range, start, end, chunk_size):
-        yield keystream.update(piece)
+        yield decrypt(piece)
+
+
+def _voice_decryptor(cek: bytes, iv: bytes, offset: int) -> Callable[[memoryview], bytes]:
+    """A function that decrypts a voice object's ciphertext piece by piece from ``offset``
+    on: one cipher context for the whole range, whatever the number of pieces.
+
+    From offset 0 it is GCM's own decryptor, whose tag is never checked here (the object was
+    checked once by :func:`verify_gcm_tag` and reads are pinned to it). It XORs exactly the
+    keystream the CTR path would, but OpenSSL runs GCM on its combined AES and GHASH code,
+    which is faster than its AES-CTR on CPUs with vector AES; a player's first request and
+    every full download start there. Any other offset needs the counter positioned by hand:
+    :class:`_GcmCounterStream`.
+    """
+    if offset == 0:
+        return Cipher(algorithms.AES(cek), modes.GCM(iv)).decryptor().update
+    return _GcmCounterStream(cek, iv, offset).update
 
 
 class _GcmCounterStream:

@@ -146,6 +146,23 @@ def test_voice_range_equals_slice(plaintext, cek, iv, chunk_size, piece_size, da
 
 
 @PROPERTY
+@given(plaintexts, keys32, ivs12, chunk_sizes, piece_sizes, st.data())
+def test_voice_range_from_byte_zero_equals_slice(plaintext, cek, iv, chunk_size, piece_size, data):
+    """Reads from byte 0 (full downloads, a player's first request) take GCM's own decryptor
+    instead of the counter stream: the same bytes, every length, every piece size."""
+    stored = gcm_encrypt(plaintext, cek, iv)
+    end = data.draw(st.integers(0, len(plaintext)), label="end")
+    reader = MemoryRangeReader(stored, piece_size)
+
+    got = collect(
+        voice_decrypt_range(cek, iv, reader, 0, end, len(plaintext), chunk_size=chunk_size),
+        chunk_size,
+    )
+
+    assert got == plaintext[:end]
+
+
+@PROPERTY
 @given(plaintexts, keys32, ivs16, chunk_sizes, piece_sizes, st.data())
 def test_video_range_equals_slice(plaintext, cek, iv, chunk_size, piece_size, data):
     stored = cbc_encrypt(plaintext, cek, iv)
