@@ -1,6 +1,7 @@
 """url_provider throughput against its floor: the Flex Insights Player's requests with one cached
 valid token, against the portal under gunicorn on loopback (Twilio IAM = the fake, audit rows
-chained in PostgreSQL, presigned S3 links).
+in PostgreSQL, presigned S3 links), with the audit sealer (``run_audit_sealer``) running beside
+it as in production.
 
 Three kinds of request go to the same server in the same run, interleaved round by round:
 
@@ -32,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.harness import (
     ACCOUNT_SID,
     AUTH_TOKEN,
+    PYTHON,
     Call,
     Result,
     best_of,
@@ -40,6 +42,7 @@ from bench.harness import (
     interleaved,
     load,
     prepare_database,
+    process,
     server_env,
     verdict,
     workers_count,
@@ -123,6 +126,7 @@ def main() -> None:
         AWS_ACCESS_KEY_ID="AKIABENCHONLY000000",
         AWS_SECRET_ACCESS_KEY="bench-only-secret",
         FLEX_ALLOWED_ORIGINS="https://flex.twilio.com",
+        AUDIT_ANCHOR_DIR=str(Path(os.environ.get("TMPDIR", "/tmp")) / "bench-anchors-url"),
     )
     prepare_database(env)
     sid = seed(env)
@@ -149,7 +153,8 @@ def main() -> None:
             label, port, calls * per_run, concurrency=args.concurrency, seconds=args.seconds
         )
 
-    with gunicorn(env, port):
+    sealer = (PYTHON, "manage.py", "run_audit_sealer", "--interval", "5")
+    with gunicorn(env, port), process(*sealer, env=env):
         warm = load("warm-up", port, asks * 300, concurrency=args.concurrency, seconds=10)
         load("warm-up", port, floors * 300, concurrency=args.concurrency, seconds=3)
         load("warm-up", port, empty * 300, concurrency=args.concurrency, seconds=3)
