@@ -326,6 +326,7 @@ class ExportState(models.TextChoices):
     RUNNING = "running", "running"
     DONE = "done", "done"
     FAILED = "failed", "failed"
+    EXPIRED = "expired", "expired (file deleted)"
 
 
 class AccessLogExport(models.Model):

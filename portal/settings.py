@@ -253,6 +253,8 @@ AUDIT_ANCHOR_DIR = env.str(
 )
 AUDIT_ANCHOR_RETENTION_DAYS = env.int("AUDIT_ANCHOR_RETENTION_DAYS", default=2190)
 AUDIT_SEAL_MAX_DELAY_SECONDS = env.int("AUDIT_SEAL_MAX_DELAY_SECONDS", default=60)
+# Officers' access-log export files are deleted this long after they were written.
+AUDIT_EXPORT_RETENTION_HOURS = env.int("AUDIT_EXPORT_RETENTION_HOURS", default=72)
 # Embedded mode has no beat and no sealer process: each appended row is sealed as it commits.
 AUDIT_SEAL_INLINE = env.bool("AUDIT_SEAL_INLINE", default=not REDIS_URL)
 
@@ -299,6 +301,10 @@ CELERY_BEAT_SCHEDULE = {
     "summarize-media-links": {
         "task": "recordings.tasks.summarize_media_links",
         "schedule": timedelta(minutes=5),
+    },
+    "expire-access-log-exports": {
+        "task": "audit.tasks.expire_access_log_exports",
+        "schedule": crontab(minute=23),
     },
     "seal-audit-log": {
         "task": "audit.tasks.seal_audit_log",

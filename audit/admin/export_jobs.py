@@ -20,9 +20,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import tempfile
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from celery import current_app, shared_task
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.core.files import File
@@ -37,6 +38,7 @@ from audit.models import AccessLog, AccessLogExport, ExportState
 logger = logging.getLogger(__name__)
 
 EXPORT_TASK = "audit.tasks.export_access_log"
+EXPIRE_TASK = "audit.tasks.expire_access_log_exports"
 EXPORT_FOLDER = "audit-exports"
 EXTENSIONS = {"csv": "csv", "jsonl": "jsonl"}
 
@@ -116,3 +118,22 @@ def export_run(*, job_id: int) -> AccessLogExport:
 def export_access_log(job_id: int) -> str:
     """Write a queued access-log export (see the module docstring); answers its state."""
     return export_run(job_id=job_id).state
+
+
+def exports_expire(*, now: datetime | None = None) -> int:
+    """Delete the files of exports finished more than ``AUDIT_EXPORT_RETENTION_HOURS`` ago (a
+    file of access-log rows is personal data; the officer downloaded it, or can export again)
+    and mark them expired; answers how many. The job rows stay, as the record of the export."""
+    cutoff = (now or timezone.now()) - timedelta(hours=settings.AUDIT_EXPORT_RETENTION_HOURS)
+    expired = 0
+    for job in AccessLogExport.objects.filter(state=ExportState.DONE, finished_at__lt=cutoff):
+        default_storage.delete(job.file_name)
+        AccessLogExport.objects.filter(pk=job.pk).update(state=ExportState.EXPIRED, file_name="")
+        expired += 1
+    return expired
+
+
+@shared_task(name=EXPIRE_TASK, ignore_result=True)
+def expire_access_log_exports() -> int:
+    """Delete expired export files (hourly, from beat); answers how many."""
+    return exports_expire()

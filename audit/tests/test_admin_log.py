@@ -254,6 +254,24 @@ def test_an_officer_downloads_only_their_own_exports(admin_client, staff_client,
     assert list(page.context["exports"]) == []
 
 
+def test_export_files_are_deleted_after_the_retention(admin_client, log, settings):
+    admin_client.post(reverse("admin:audit_accesslog_export", args=["jsonl"]))
+    job = AccessLogExport.objects.get()
+    export_access_log(job.pk)
+    job.refresh_from_db()
+    assert export_jobs.default_storage.exists(job.file_name)
+    soon = job.finished_at + timedelta(hours=settings.AUDIT_EXPORT_RETENTION_HOURS - 1)
+    assert export_jobs.exports_expire(now=soon) == 0
+    later = job.finished_at + timedelta(hours=settings.AUDIT_EXPORT_RETENTION_HOURS + 1)
+    assert export_jobs.exports_expire(now=later) == 1
+    assert not export_jobs.default_storage.exists(job.file_name)
+    job.refresh_from_db()
+    assert (job.state, job.file_name) == ("expired", "")
+    download = reverse("admin:audit_accesslog_export_download", args=[job.pk])
+    assert admin_client.get(download).status_code == 404
+    assert "expired" in admin_client.get(reverse("admin:audit_accesslog_exports")).content.decode()
+
+
 def test_in_embedded_mode_the_export_is_written_at_once(admin_client, log):
     current_app.conf.task_always_eager = True
     try:
