@@ -137,8 +137,10 @@ def test_verify_page_queues_the_check_and_shows_the_first_bad_row(admin_client):
     assert response.context["latest"] is None
     assert queued_verifications() == [{"trigger": "admin", "actor": "admin:admin", "full": False}]
     verify_audit_chain(**queued_verifications()[0])  # what the worker runs
-    latest = admin_client.get(url).context["latest"]
+    page = admin_client.get(url)
+    latest = page.context["latest"]
     assert (latest.ok, latest.count, latest.digests_checked) == (True, 3, 1)
+    assert "0\xa0minutes ago" in page.content.decode()  # the result's age, at a glance
     assert latest.last_digest_at == digest.created_at
     assert latest.actor == "admin:admin"
     logged = AccessLog.objects.get(action="chain_verify")
