@@ -9,13 +9,13 @@ delete or overwrite it before then); embedded mode, or a mounted WORM volume, wr
 empty, the file is created exclusively and made read-only. Every version found is compared, so
 a second version put beside a locked one is reported too.
 
-boto3 is used directly: the audit core imports nothing from ``recordings`` (whose storage module
-serves recordings), and django-storages cannot set Object Lock retention on a write.
+The kernel's bounded S3 client (``portal.s3``) is used directly: the audit core imports nothing
+from ``recordings`` (whose storage module serves recordings), and django-storages cannot set
+Object Lock retention on a write.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 from collections.abc import Mapping
@@ -24,12 +24,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 
 from audit.evidence import canonical_json
+from portal.s3 import s3_client
 
 PREFIX = "audit-seals/"
 
@@ -127,26 +126,6 @@ class LocalAnchorStore:
         return found
 
 
-@functools.cache
-def _s3_client(
-    endpoint: str | None, region: str | None, key_id: str | None, secret: str | None
-) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name=region,
-        aws_access_key_id=key_id,
-        aws_secret_access_key=secret,
-        config=Config(
-            signature_version="s3v4",
-            s3={"addressing_style": "path" if endpoint else "auto"},
-            connect_timeout=3,
-            read_timeout=10,
-            retries={"max_attempts": 2, "mode": "standard"},
-        ),
-    )
-
-
 class S3AnchorStore:
     """Anchors as objects in an Object Lock bucket, each retained in compliance mode."""
 
@@ -156,12 +135,7 @@ class S3AnchorStore:
         self.description = f"s3://{bucket} (Object Lock, compliance mode)"
 
     def _client(self) -> Any:
-        return _s3_client(
-            settings.AWS_S3_ENDPOINT_URL,
-            settings.AWS_S3_REGION_NAME,
-            settings.AWS_ACCESS_KEY_ID,
-            settings.AWS_SECRET_ACCESS_KEY,
-        )
+        return s3_client()
 
     def put(self, number: int, document: Mapping[str, Any]) -> None:
         """Write the anchor with compliance-mode retention, only if none is there yet."""

@@ -272,6 +272,7 @@ def seals_verify(
     keys = seal_public_keys()
     report = SealReport()
     documents: dict[int, dict[str, Any]] = {}
+    sealed_at: dict[int, datetime] = {}
     previous = AuditSeal.objects.filter(number=after_number).first() if after_number else None
     if after_number and previous is None:
         report.problems.append(f"seal {after_number}, verified before, is gone")
@@ -281,6 +282,7 @@ def seals_verify(
         report.through_number = seal.number
         document = seal_document(seal)
         documents[seal.number] = document
+        sealed_at[seal.number] = seal.created_at
         report.seals += 1
         report.first_sealed_at = report.first_sealed_at or seal.created_at
         report.last_sealed_at = seal.created_at
@@ -368,7 +370,6 @@ def seals_verify(
         if number in anchored:
             continue
         report.not_yet_anchored.append(number)
-        created = AuditSeal.objects.get(number=number).created_at
-        if created < now - delay:
+        if sealed_at[number] < now - delay:
             report.problems.append(f"seal {number} ({document['created_at']}) is not anchored")
     return report

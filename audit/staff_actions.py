@@ -28,11 +28,6 @@ def staff_identity(request: HttpRequest) -> str:
     return f"admin:{request.user.get_username()}"
 
 
-def request_context(request: HttpRequest) -> dict[str, Any]:
-    """The request fields every log row carries: client address, user agent, request id."""
-    return request_audit_fields(request)
-
-
 def query_detail(query: QueryDict) -> dict[str, str]:
     """The filters of a list or export, for a row's ``detail``: at most 20 parameters, values
     cut to 200 characters and stripped of any ``scheme://`` (the log never holds links)."""
@@ -60,5 +55,5 @@ def staff_action_log(
         identity=staff_identity(request),
         recording_sid=recording_sid,
         detail=detail,
-        **request_context(request),
+        **request_audit_fields(request),
     )

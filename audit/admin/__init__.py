@@ -38,7 +38,8 @@ from audit.admin.links import recording_timeline_link
 from audit.admin.pagination import AccessLogPaginator
 from audit.models import AccessAction, AccessLog, AccessLogDigest, AccessRule
 from audit.services import access_rule_change_log, access_rule_values
-from audit.staff_actions import query_detail, request_context, staff_action_log, staff_identity
+from audit.staff_actions import query_detail, staff_action_log, staff_identity
+from portal.http import request_audit_fields
 from recordings.models import Recording
 
 
@@ -51,7 +52,7 @@ def _log_rule_change(
         before=before,
         actor=staff_identity(request),
         via="admin",
-        **request_context(request),
+        **request_audit_fields(request),
     )
 
 

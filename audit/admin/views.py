@@ -53,7 +53,8 @@ from audit.rules_file import (
 )
 from audit.sealer import sealing_status
 from audit.services import chain_check_run
-from audit.staff_actions import query_detail, request_context, staff_action_log, staff_identity
+from audit.staff_actions import query_detail, staff_action_log, staff_identity
+from portal.http import request_audit_fields
 from portal.sids import RECORDING_SID
 from recordings.models import Recording
 
@@ -107,7 +108,7 @@ def verify(request: HttpRequest, model_admin: admin.ModelAdmin) -> HttpResponse:
         full = request.POST.get("scope") == "full"
         if current_app.conf.task_always_eager:
             check = chain_check_run(
-                trigger="admin", actor=actor, full=full, **request_context(request)
+                trigger="admin", actor=actor, full=full, **request_audit_fields(request)
             )
             if check.ok:
                 messages.success(request, f"The audit log is intact: {check.message}.")

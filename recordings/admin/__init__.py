@@ -18,8 +18,9 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
 from audit.admin.views import recording_change_context
-from audit.staff_actions import request_context, staff_action_log, staff_identity
+from audit.staff_actions import staff_action_log, staff_identity
 from portal.admin_site import ComplianceAdminSite
+from portal.http import request_audit_fields
 from recordings import jobs
 from recordings.admin.twilio_settings import storage_urls
 from recordings.custody import keys
@@ -179,7 +180,7 @@ class RecordingAdmin(ReadOnlyAdmin):
     def delete_now(self, request: HttpRequest, queryset: QuerySet[Recording]) -> None:
         """Soft-delete by hand, audited as ``admin:<user>``; recordings under a legal hold are
         refused, with a message and a ``denied`` audit row each."""
-        context = {"identity": staff_identity(request), **request_context(request)}
+        context = {"identity": staff_identity(request), **request_audit_fields(request)}
         deleted = 0
         for recording_id in queryset.values_list("pk", flat=True)[:1000]:
             try:
@@ -377,7 +378,7 @@ class LegalHoldAdmin(admin.ModelAdmin):
         if not reason:
             self.message_user(request, "Give a release reason to release a hold.", messages.ERROR)
             return
-        context = {"identity": staff_identity(request), **request_context(request)}
+        context = {"identity": staff_identity(request), **request_audit_fields(request)}
         released = 0
         for hold in queryset.filter(released_at__isnull=True):
             retention.legal_hold_release(

@@ -20,7 +20,8 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.views.decorators.debug import sensitive_post_parameters
 
-from audit.staff_actions import request_context, staff_identity
+from audit.staff_actions import staff_identity
+from portal.http import request_audit_fields
 from recordings.admin.twilio_settings_forms import (
     AwsCredentialForm,
     IamPolicyForm,
@@ -82,7 +83,7 @@ def video_settings(request: HttpRequest, *, site: AdminSite) -> HttpResponse:
                 kind=posted,
                 new=new,
                 actor=staff_identity(request),
-                context=request_context(request),
+                context=request_audit_fields(request),
             )
         except TwilioError as exc:
             messages.error(request, f"Twilio did not accept the {posted} settings: {exc}")
@@ -107,7 +108,7 @@ def credentials(request: HttpRequest, *, site: AdminSite) -> HttpResponse:
     action = request.POST.get("action") if request.method == "POST" else None
     aws_form = AwsCredentialForm(request.POST if action == "aws" else None, prefix="aws")
     key_form = PublicKeyForm(request.POST if action == "public_key" else None, prefix="pk")
-    actor, audit_context = staff_identity(request), request_context(request)
+    actor, audit_context = staff_identity(request), request_audit_fields(request)
     try:
         if action == "aws" and aws_form.is_valid():
             data = aws_form.cleaned_data
@@ -167,7 +168,7 @@ def credential_delete(
             else twilio_settings.public_key_remove
         )
         try:
-            remove(sid=sid, actor=staff_identity(request), context=request_context(request))
+            remove(sid=sid, actor=staff_identity(request), context=request_audit_fields(request))
         except TwilioError as exc:
             messages.error(request, f"Twilio did not delete {sid}: {exc}")
         else:

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError
 from django.conf import settings
 from storages.backends.s3 import S3Storage
+
+from portal import s3 as portal_s3
 
 
 @dataclass(frozen=True)
@@ -82,64 +82,9 @@ def uses_s3() -> bool:
     return bool(settings.AWS_STORAGE_BUCKET_NAME)
 
 
-ATTEMPTS = 2
-"""How many times one S3 call is tried (botocore's standard retry mode, ``total_max_attempts``):
-a call that gets no answer gives up after ``ATTEMPTS`` times ``STORAGE_CONNECT_TIMEOUT`` (no
-connection) or ``STORAGE_READ_TIMEOUT`` (no answer), plus botocore's backoff between them."""
-
-
-def _client_config(
-    endpoint: str | None, connect_timeout: float, read_timeout: float, attempts: int
-) -> Config:
-    return Config(
-        signature_version="s3v4",
-        # MinIO, moto and VPC endpoints answer path-style; AWS itself picks its own.
-        s3={"addressing_style": "path" if endpoint else "auto"},
-        connect_timeout=connect_timeout,
-        # Also bounds each read of a streamed body: an S3 that stalls mid-object is given up on.
-        read_timeout=read_timeout,
-        retries={"total_max_attempts": attempts, "mode": "standard"},
-    )
-
-
-@functools.cache
-def _s3_client(
-    endpoint: str | None,
-    region: str | None,
-    key_id: str | None,
-    secret: str | None,
-    timeouts: tuple[float, float],
-    attempts: int,
-):
-    # A session of its own: boto3's default session is not safe to build clients from in
-    # several threads at once (gunicorn's threaded workers, /readyz's checks).
-    return boto3.Session().client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name=region,
-        aws_access_key_id=key_id,
-        aws_secret_access_key=secret,
-        config=_client_config(endpoint, *timeouts, attempts),
-    )
-
-
-def _timeouts() -> tuple[float, float]:
-    return settings.STORAGE_CONNECT_TIMEOUT, settings.STORAGE_READ_TIMEOUT
-
-
-def s3_client():
-    """The process-wide boto3 S3 client, made once per settings: building a client loads the
-    service model, too costly for every request. Every call it makes is bounded by
-    ``STORAGE_CONNECT_TIMEOUT`` and ``STORAGE_READ_TIMEOUT``, tried :data:`ATTEMPTS` times, so
-    a hung S3 fails a request instead of holding its worker."""
-    return _s3_client(
-        settings.AWS_S3_ENDPOINT_URL,
-        settings.AWS_S3_REGION_NAME,
-        settings.AWS_ACCESS_KEY_ID,
-        settings.AWS_SECRET_ACCESS_KEY,
-        _timeouts(),
-        ATTEMPTS,
-    )
+def s3_client() -> Any:
+    """The process-wide S3 client (``portal.s3``), every call bounded by the storage timeouts."""
+    return portal_s3.s3_client()
 
 
 @functools.cache
@@ -159,7 +104,7 @@ def _bucket_storage(
         secret_key=secret,
         # Carries the addressing style and signature version too: django-storages uses a given
         # client config as it is.
-        client_config=_client_config(endpoint, *timeouts, ATTEMPTS),
+        client_config=portal_s3.client_config(endpoint, *timeouts, portal_s3.ATTEMPTS),
         querystring_auth=True,
         custom_domain=None,
     )
@@ -175,7 +120,7 @@ def bucket_storage(bucket: str = "") -> S3Storage:
         settings.AWS_S3_REGION_NAME,
         settings.AWS_ACCESS_KEY_ID,
         settings.AWS_SECRET_ACCESS_KEY,
-        _timeouts(),
+        portal_s3.storage_timeouts(),
     )
 
 
@@ -194,7 +139,7 @@ def check_ready(*, timeout: float) -> None:
     """Raise unless recordings storage answers within about ``timeout`` seconds: the bucket
     exists and is reachable (one attempt, no retry), or the local folder is writable."""
     if uses_s3():
-        client = _s3_client(
+        client = portal_s3.bounded_client(
             settings.AWS_S3_ENDPOINT_URL,
             settings.AWS_S3_REGION_NAME,
             settings.AWS_ACCESS_KEY_ID,

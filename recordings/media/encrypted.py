@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from pathlib import PurePosixPath
 
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
 from audit.services import access_log_append
@@ -284,22 +285,36 @@ def media_verify_failed(recording: Recording, *, size: int, etag: str, error: st
     logger.error("recording %s failed verification: %s", recording.sid, error)
 
 
-def _mark_changed(recording: Recording, etag: str) -> None:
-    """The verified object was replaced: back to unverified, so the next request verifies the
-    object now stored before serving any of it (an unchanged tag means the same recording; a
-    tampered one fails and is flagged)."""
+def integrity_reset(
+    recording: Recording, *, pinned: Q, pin_field: str, error: str, where: str
+) -> None:
+    """The verified file was replaced: back to unverified, so the next request verifies the
+    file now there before serving any of it (an unchanged tag means the same recording; a
+    tampered one fails and is flagged). Only a recording still verified and still ``pinned``
+    to the file that changed is reset (a concurrent request may have done it already);
+    ``pin_field`` (the ETag, or the SHA-256) is forgotten with it."""
     updated = Recording.objects.filter(
-        pk=recording.pk, media_etag=etag, integrity_state=IntegrityState.VERIFIED
+        pinned, pk=recording.pk, integrity_state=IntegrityState.VERIFIED
     ).update(
         integrity_state=IntegrityState.UNVERIFIED,
-        integrity_error=f"the stored file changed after verification (was ETag {etag[:80]})",
-        media_etag="",
+        integrity_error=error,
         updated_at=timezone.now(),
+        **{pin_field: ""},
     )
     if updated:
         recording.integrity_state = IntegrityState.UNVERIFIED
-        recording.media_etag = ""
-    logger.warning("recording %s: stored file changed after verification", recording.sid)
+        setattr(recording, pin_field, "")
+    logger.warning("recording %s: %s changed after verification", recording.sid, where)
+
+
+def _mark_changed(recording: Recording, etag: str) -> None:
+    integrity_reset(
+        recording,
+        pinned=Q(media_etag=etag),
+        pin_field="media_etag",
+        error=f"the stored file changed after verification (was ETag {etag[:80]})",
+        where="stored file",
+    )
 
 
 def _voice_guard(chunks: Iterator[bytes], recording: Recording, etag: str) -> Iterator[bytes]:

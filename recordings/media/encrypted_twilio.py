@@ -57,6 +57,7 @@ from recordings.media.encrypted import (
     CHUNK_SIZE,
     MediaChanged,
     integrity_record,
+    integrity_reset,
     media_verify_failed,
     primed,
     voice_content_key,
@@ -187,19 +188,13 @@ def twilio_voice_verify(*, recording: Recording) -> Recording:
 def _mark_changed(recording: Recording, size: int | None, seen: str) -> MediaChanged:
     """Twilio answered for a file that is not the one verified: back to unverified (so the next
     request checks it in full before serving any of it); answers the error to raise."""
-    unchanged = Q(media_size=size) if size is not None else Q(media_size__isnull=True)
-    updated = Recording.objects.filter(
-        unchanged, pk=recording.pk, integrity_state=IntegrityState.VERIFIED
-    ).update(
-        integrity_state=IntegrityState.UNVERIFIED,
-        integrity_error=f"Twilio's file changed after verification ({seen}; was {size} bytes)",
-        media_sha256="",
-        updated_at=timezone.now(),
+    integrity_reset(
+        recording,
+        pinned=Q(media_size=size) if size is not None else Q(media_size__isnull=True),
+        pin_field="media_sha256",
+        error=f"Twilio's file changed after verification ({seen}; was {size} bytes)",
+        where="Twilio's file",
     )
-    if updated:
-        recording.integrity_state = IntegrityState.UNVERIFIED
-        recording.media_sha256 = ""
-    logger.warning("recording %s: Twilio's file changed after verification", recording.sid)
     return MediaChanged(
         "the recording's file at Twilio is not the one that was verified; it is not served "
         "until checked again"
