@@ -45,13 +45,16 @@ class Caller:
     """Who is asking, as established from a validated Flex token.
 
     ``roles`` holds the Flex and Flex Insights roles of the token (``supervisor``, ``admin``,
-    ``wfo.full_access``…). Empty strings mean "not present in the token".
+    ``wfo.full_access``…). ``team`` is the caller's team name as the portal's worker directory
+    knows the token's ``worker_sid`` (``handled_by: caller_team``). Empty strings mean "not
+    known".
     """
 
     identity: str
     realm_user_id: str = ""
     worker_sid: str = ""
     roles: tuple[str, ...] = ()
+    team: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +64,9 @@ class RecordingFacts:
     imports nothing of ``recordings``.
 
     ``start_time`` is when the recording started; ``date_created`` is Twilio's creation time, used
-    for the age when ``start_time`` is unknown.
+    for the age when ``start_time`` is unknown. ``workers``, ``teams`` and ``queues`` are the
+    handling facts from the Flex linkage (worker SIDs that handled the conversation, their team
+    names, TaskQueue SIDs and names); empty when no task is known.
     """
 
     sid: str
@@ -70,6 +75,9 @@ class RecordingFacts:
     call_sid: str = ""
     start_time: datetime | None = None
     date_created: datetime | None = None
+    workers: tuple[str, ...] = ()
+    teams: tuple[str, ...] = ()
+    queues: tuple[str, ...] = ()
 
     @property
     def reference_time(self) -> datetime | None:

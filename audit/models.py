@@ -60,6 +60,25 @@ class AccessRule(models.Model):
     sources = models.JSONField(default=list, blank=True, help_text='e.g. ["DialVerb"].')
     call_sids = models.JSONField(default=list, blank=True)
     max_age_days = models.PositiveIntegerField(null=True, blank=True)
+    queues = models.JSONField(
+        default=list, blank=True, help_text="TaskQueue SIDs or names the call was handled in."
+    )
+    teams = models.JSONField(
+        default=list, blank=True, help_text="Team names of the handling agent."
+    )
+    workers = models.JSONField(
+        default=list, blank=True, help_text="Worker SIDs (WK…) of the handling agent."
+    )
+    handled_by = models.CharField(
+        max_length=16,
+        blank=True,
+        default="",
+        choices=[("caller", "the caller"), ("caller_team", "the caller's team")],
+        help_text=(
+            "Only recordings the caller (or an agent of the caller's team) handled. "
+            "Empty here is null in the rules file."
+        ),
+    )
     valid_from = models.DateTimeField(null=True, blank=True)
     valid_until = models.DateTimeField(
         null=True, blank=True, help_text="Exclusive: the rule stops applying at this instant."

@@ -149,6 +149,18 @@ class Recording(models.Model):
     retention_error = models.TextField(
         blank=True, help_text="Why the last retention step failed (retried on the next run)."
     )
+    # Handling facts, kept by recordings.flex from the linked tasks (empty until a task is
+    # known): what rules' ``workers``, ``teams``, ``queues`` and ``handled_by`` look at. A
+    # snapshot of who handled the conversation, and in which team, at the time it was handled.
+    handled_worker_sids = models.JSONField(
+        default=list, blank=True, help_text="Workers (WK…) who accepted a reservation of the task."
+    )
+    handled_team_names = models.JSONField(
+        default=list, blank=True, help_text="Teams of those workers when they handled it."
+    )
+    handled_queues = models.JSONField(
+        default=list, blank=True, help_text="TaskQueue SIDs and names of the conversation."
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -173,6 +185,9 @@ class Recording(models.Model):
             call_sid=self.call_sid or "",
             start_time=self.start_time,
             date_created=self.date_created,
+            workers=tuple(self.handled_worker_sids or ()),
+            teams=tuple(self.handled_team_names or ()),
+            queues=tuple(self.handled_queues or ()),
         )
 
 
@@ -433,3 +448,199 @@ class LegalHold(models.Model):
             errors["recording_sids"] = "Name recordings, calls or a date range to hold."
         if errors:
             raise ValidationError(errors)
+
+
+# --- Flex linkage: what TaskRouter tells the portal about the conversations it records ---------
+#
+# Written only by recordings.flex (events, directory sync, linking, media attachment). Rows are
+# keyed by Twilio's SIDs; every row that events update carries ``last_event_ms`` (TaskRouter's
+# event time) so that an older event arriving late never overwrites what a newer one said.
+
+
+class TaskRouterEvent(models.Model):
+    """One TaskRouter event callback (the Workspace's ``EventCallbackUrl``), stored before
+    anything else happens, exactly like ``RecordingEvent``: with the broker down it stays
+    ``pending`` for the dispatcher; Twilio's retries and replays land on the same row
+    (``event_key`` is the event's ``Sid`` when TaskRouter sends one, else a digest of the
+    parameters)."""
+
+    event_key = models.CharField(max_length=64, unique=True)
+    event_type = models.CharField(max_length=64, db_index=True)
+    account_sid = models.CharField(max_length=34)
+    workspace_sid = models.CharField(max_length=34)
+    resource_sid = models.CharField(max_length=34, blank=True, db_index=True)
+    event_ms = models.BigIntegerField(
+        null=True, blank=True, help_text="When TaskRouter says the event happened (epoch ms)."
+    )
+    payload = models.JSONField(help_text="Every parameter of the callback, as received.")
+    received_at = models.DateTimeField(default=timezone.now, db_index=True)
+    deliveries = models.PositiveIntegerField(default=1)
+    state = models.CharField(max_length=16, choices=EventState.choices, default=EventState.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    last_error = models.TextField(blank=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        verbose_name = "TaskRouter event"
+        indexes = [models.Index(fields=["state", "next_attempt_at"], name="tr_event_due_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.resource_sid}"
+
+
+class FlexTaskQueue(models.Model):
+    """A TaskRouter TaskQueue (``WQ…``): rules name queues by SID or by name."""
+
+    sid = models.CharField("TaskQueue SID", max_length=34, unique=True)
+    workspace_sid = models.CharField(max_length=34)
+    friendly_name = models.CharField(max_length=255, blank=True)
+    synced_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["friendly_name", "sid"]
+        verbose_name = "Flex task queue"
+
+    def __str__(self) -> str:
+        return self.friendly_name or self.sid
+
+
+class FlexWorker(models.Model):
+    """A TaskRouter Worker (``WK…``): a Flex agent, with the attributes Flex Insights reads
+    for agents. ``friendly_name`` is the agent's Flex identity (``sam_40example_2Ecom``);
+    ``email`` and ``full_name`` are how officers know them."""
+
+    sid = models.CharField("worker SID", max_length=34, unique=True)
+    workspace_sid = models.CharField(max_length=34)
+    friendly_name = models.CharField(max_length=255, blank=True, db_index=True)
+    full_name = models.CharField(max_length=255, blank=True)
+    email = models.CharField(max_length=255, blank=True, db_index=True)
+    team_id = models.CharField(max_length=255, blank=True)
+    team_name = models.CharField(max_length=255, blank=True, db_index=True)
+    department_name = models.CharField(max_length=255, blank=True)
+    location = models.CharField(max_length=255, blank=True)
+    manager = models.CharField(max_length=255, blank=True)
+    roles = models.JSONField(default=list, blank=True)
+    attributes = models.JSONField(default=dict, blank=True, help_text="As TaskRouter holds them.")
+    deleted_at = models.DateTimeField(null=True, blank=True)
+    last_event_ms = models.BigIntegerField(default=0)
+    synced_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["full_name", "friendly_name", "sid"]
+        verbose_name = "Flex worker"
+
+    def __str__(self) -> str:
+        return self.full_name or self.friendly_name or self.sid
+
+
+class MediaAttachState(models.TextChoices):
+    """Where writing a recording into its Flex conversation's ``conversations.media`` stands."""
+
+    PENDING = "pending", "pending"
+    ATTACHED = "attached", "attached"
+    TASK_GONE = "task_gone", "task gone at Twilio"
+    FAILED = "failed", "failed"
+    OFF = "off", "off (FLEX_MEDIA_LEVEL=off)"
+
+
+class FlexTask(models.Model):
+    """A TaskRouter Task (``WT…``): one Flex conversation. ``call_sid`` and ``conference_sid``
+    come from the task attributes (``call_sid``, ``conference.sid``); the calls of every
+    conference participant are in ``FlexTaskCall``."""
+
+    sid = models.CharField("task SID", max_length=34, unique=True)
+    workspace_sid = models.CharField(max_length=34)
+    channel = models.CharField(max_length=64, blank=True)
+    call_sid = models.CharField(max_length=34, blank=True, db_index=True)
+    conference_sid = models.CharField(max_length=34, blank=True, db_index=True)
+    queue_sid = models.CharField(max_length=34, blank=True)
+    queue_name = models.CharField(max_length=255, blank=True)
+    assignment_status = models.CharField(max_length=32, blank=True)
+    attributes = models.JSONField(default=dict, blank=True, help_text="As last seen.")
+    created_at_twilio = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    canceled_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the portal learned the task is gone at Twilio."
+    )
+    last_event_ms = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at_twilio", "-id"]
+        verbose_name = "Flex task"
+
+    def __str__(self) -> str:
+        return self.sid
+
+
+class FlexTaskCall(models.Model):
+    """A call that belongs to a task: its own call and each conference participant's."""
+
+    task = models.ForeignKey(FlexTask, on_delete=models.CASCADE, related_name="calls")
+    call_sid = models.CharField(max_length=34, db_index=True)
+    role = models.CharField(max_length=64, blank=True, help_text="customer, worker, …")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["task", "call_sid"], name="one_row_per_task_call")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task.sid} {self.call_sid}"
+
+
+class FlexReservation(models.Model):
+    """A TaskRouter Reservation (``WR…``): one offer of a task to one worker. Transfers give a
+    task several; the accepted ones say who handled the conversation."""
+
+    sid = models.CharField("reservation SID", max_length=34, unique=True)
+    task = models.ForeignKey(FlexTask, on_delete=models.CASCADE, related_name="reservations")
+    worker_sid = models.CharField(max_length=34, db_index=True)
+    worker_name = models.CharField(max_length=255, blank=True)
+    status = models.CharField(max_length=32, blank=True)
+    created_at_twilio = models.DateTimeField(null=True, blank=True)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    wrapup_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    last_event_ms = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["created_at_twilio", "id"]
+        verbose_name = "Flex reservation"
+
+    def __str__(self) -> str:
+        return self.sid
+
+
+class RecordingTaskLink(models.Model):
+    """A recording linked to the task (conversation) that handled it, and the state of writing
+    the recording into that task's ``conversations.media`` (or its reservations' attributes)."""
+
+    recording = models.ForeignKey(Recording, on_delete=models.CASCADE, related_name="task_links")
+    task = models.ForeignKey(FlexTask, on_delete=models.CASCADE, related_name="recording_links")
+    matched_by = models.CharField(
+        max_length=16, help_text="call_sid, participant or conference: how the link was found."
+    )
+    linked_at = models.DateTimeField(default=timezone.now)
+    attach_state = models.CharField(
+        max_length=16, choices=MediaAttachState.choices, default=MediaAttachState.PENDING
+    )
+    attach_attempts = models.PositiveIntegerField(default=0)
+    attach_error = models.TextField(blank=True)
+    attached_at = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["linked_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["recording", "task"], name="one_link_per_task")
+        ]
+        indexes = [
+            models.Index(fields=["attach_state", "next_attempt_at"], name="link_attach_due_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.recording.sid} → {self.task.sid}"
