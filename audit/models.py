@@ -122,6 +122,13 @@ class AccessAction(models.TextChoices):
     TWILIO_CONFIG = "twilio_config", "Twilio storage configuration"
     PRIVATE_KEY_DELETE = "private_key_delete", "private key deletion"
     ADMIN_LOGIN = "admin_login", "admin login (success, failure or lockout)"
+    LEGAL_HOLD = "legal_hold", "legal hold placed or released"
+    RETENTION_POLICY = "retention_policy", "retention policy change"
+    RETENTION_DELETE = "retention_delete", "recording deletion"
+    MEDIA_VERIFY = "media_verify", "media integrity check"
+    FLEX_MEDIA_ATTACH = "flex_media_attach", "Flex media attachment (url_provider put into a task)"
+    FLEX_DIRECTORY_SYNC = "flex_directory_sync", "Flex worker and queue directory sync"
+    WAVEFORM_VIEW = "waveform_view", "waveform view"
 
 
 class AccessOutcome(models.TextChoices):
