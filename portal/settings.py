@@ -21,7 +21,7 @@ import environ
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
-from portal.sids import API_KEY_SID
+from portal.sids import API_KEY_SID, WORKSPACE_SID
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -221,6 +221,20 @@ TWILIO_REGION = env.str("TWILIO_REGION", default="")
 TWILIO_API_OVERRIDE = env.str("TWILIO_API_OVERRIDE", default="").rstrip("/")
 # Seconds before a REST call to Twilio gives up; the sync task retries transient failures.
 TWILIO_HTTP_TIMEOUT = env.float("TWILIO_HTTP_TIMEOUT", default=10.0)
+
+# Flex linkage (docs/contract.md, "Flex linkage"): the TaskRouter workspace whose events and
+# tasks the portal handles (unset: no linkage), and where conversations.media is written.
+TWILIO_WORKSPACE_SID = env.str("TWILIO_WORKSPACE_SID", default="")
+if TWILIO_WORKSPACE_SID and not WORKSPACE_SID.fullmatch(TWILIO_WORKSPACE_SID):
+    raise ImproperlyConfigured(
+        "TWILIO_WORKSPACE_SID must be WS followed by 32 hex digits, not "
+        f"{TWILIO_WORKSPACE_SID[:40]!r}"
+    )
+FLEX_MEDIA_LEVEL = env.str("FLEX_MEDIA_LEVEL", default="task")
+if FLEX_MEDIA_LEVEL not in ("task", "reservation", "off"):
+    raise ImproperlyConfigured(
+        f"FLEX_MEDIA_LEVEL must be task, reservation or off, not {FLEX_MEDIA_LEVEL[:40]!r}"
+    )
 
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="").rstrip("/")
 # CORS (django-cors-headers) for the Flex origins (FLEX_ALLOWED_ORIGINS) on the player's
