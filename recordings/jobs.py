@@ -25,6 +25,9 @@ SYNC_EVENTS = "recordings.tasks.sync_events"
 VERIFY_RECORDING_MEDIA = "recordings.tasks.verify_recording_media"
 ARCHIVE_RECORDING = "recordings.tasks.archive_recording"
 ARCHIVE_RECORDING_BATCH = "recordings.tasks.archive_recording_batch"
+PROCESS_TASKROUTER_EVENTS = "recordings.tasks.process_taskrouter_events"
+ATTACH_FLEX_MEDIA = "recordings.tasks.attach_flex_media"
+ANALYSE_RECORDING = "recordings.tasks.analyse_recording"
 
 # Exponential backoff for work that waits on Twilio or storage: 30 s doubling up to 30 min,
 # 12 retries, about 3.5 h in all (Twilio itself retries uploads for a couple of hours).
@@ -141,3 +144,34 @@ def queue_recording_archives(recording_ids: Iterable[int]) -> int:
     except Exception as exc:  # kombu raises many kinds; any of them means "not queued"
         logger.warning("archive of %s recordings not queued (%s)", len(ids) - queued, exc)
     return queued
+
+
+def queue_taskrouter_events(event_ids: Sequence[int]) -> bool:
+    """Have stored TaskRouter events processed, in one message; False when the broker cannot be
+    reached (the events stay ``pending`` and the periodic dispatcher queues them)."""
+    if not event_ids:
+        return True
+    return _send_quietly(
+        PROCESS_TASKROUTER_EVENTS, (list(event_ids),), f"{len(event_ids)} TaskRouter events"
+    )
+
+
+def queue_flex_media_attach(link_ids: Sequence[int], *, countdown: int | None = None) -> bool:
+    """Have recordings written into their Flex tasks' ``conversations.media`` soon (or in
+    ``countdown`` seconds); links left ``pending`` are found again by the periodic sweep."""
+    if not link_ids:
+        return True
+    return _send_quietly(
+        ATTACH_FLEX_MEDIA,
+        (list(link_ids),),
+        f"Flex media attachment of {len(link_ids)} links",
+        countdown=countdown,
+    )
+
+
+def queue_recording_analysis(recording_id: int) -> bool:
+    """Have a recording's waveform and speech activity computed soon; recordings without an
+    analysis are found again by ``analyse_recordings``."""
+    return _send_quietly(
+        ANALYSE_RECORDING, (recording_id,), f"analysis of recording {recording_id}"
+    )
