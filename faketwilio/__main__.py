@@ -1,7 +1,8 @@
 """``python -m faketwilio``: run the fake Twilio in the foreground until Ctrl-C.
 
 Used by the demo and by benchmarks that need a fake in its own process (driven over HTTP
-through ``/_fake/``). ``--demo`` seeds a few recordings and Flex tokens and prints them.
+through ``/_fake/``). ``--demo`` seeds a few recordings, Flex tokens and a Flex workspace, and
+prints them.
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("TWILIO_API_KEY_SECRET", ""),
         help="the API key's secret (default: $TWILIO_API_KEY_SECRET)",
     )
-    parser.add_argument("--demo", action="store_true", help="seed demo recordings and Flex tokens")
+    parser.add_argument(
+        "--demo", action="store_true", help="seed demo recordings, Flex tokens and a Flex workspace"
+    )
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
     return parser
 

@@ -9,7 +9,19 @@ strings and media is base64 (``media_base64``). Routes:
 * ``POST /_fake/tokens`` (``ttl_seconds`` or ``expiration``);
 * ``POST /_fake/recordings``; ``GET``/``POST``/``DELETE /_fake/recordings/{RE}``;
 * ``POST /_fake/faults`` (``kind``: fail, slow, drop or clear);
-* ``GET /_fake/requests`` (``?method=``, ``?path_contains=``), ``DELETE /_fake/requests``.
+* ``GET /_fake/requests`` (``?method=``, ``?path_contains=``), ``DELETE /_fake/requests``;
+* TaskRouter, the bodies taking the Python API's argument names (``workspace_sid`` wherever a
+  resource lives in a workspace; for a ``GET`` or ``DELETE`` it may be a query parameter):
+  ``POST /_fake/taskrouter/workspaces``, ``…/task_queues``, ``…/workers``;
+  ``POST /_fake/taskrouter/workers/{WK}`` (update); ``POST /_fake/taskrouter/tasks``;
+  ``GET``/``POST``/``DELETE /_fake/taskrouter/tasks/{WT}`` (the task with ``attributes`` as an
+  object and its ``etag``; update; remove); ``POST /_fake/taskrouter/reservations`` (with
+  ``task_sid``, ``worker_sid``), ``POST /_fake/taskrouter/reservations/{WR}`` (``task_sid``,
+  ``status``); ``POST /_fake/taskrouter/race`` (``task_sid``, ``changes``, ``count``);
+  ``POST /_fake/taskrouter/events`` (``event_type``, ``task_sid``, ``worker_sid``,
+  ``reservation_sid``, ``task_queue_sid``, ``timestamp_ms``, ``extra``: an object of further
+  parameters; with ``url``, also the ``signature`` a POST of them there carries) answers
+  ``{"params": {…}, "signature": …}``, which the caller posts itself.
 
 It drives the fake through the methods of :class:`Controllable`, which
 :class:`faketwilio.FakeTwilio` has.
@@ -28,6 +40,7 @@ from typing import Any, Protocol
 from faketwilio.httpserver import HttpError, Request, Response, error_body, not_found
 from faketwilio.requestlog import RecordedRequest
 from faketwilio.state import RECORDING_FIELDS, new_sid
+from faketwilio.taskrouter_events import signature
 
 
 class Controllable(Protocol):
@@ -35,6 +48,9 @@ class Controllable(Protocol):
 
     @property
     def account_sid(self) -> str: ...
+
+    @property
+    def auth_token(self) -> str: ...
 
     @property
     def requests(self) -> list[RecordedRequest]: ...
@@ -86,6 +102,83 @@ class Controllable(Protocol):
     def reset_faults(self) -> None: ...
 
     def clear_requests(self) -> None: ...
+
+    def add_workspace(
+        self, sid: str | None = None, *, friendly_name: str, event_callback_url: str
+    ) -> dict[str, Any]: ...
+
+    def add_task_queue(
+        self, workspace_sid: str, *, sid: str | None, friendly_name: str
+    ) -> dict[str, Any]: ...
+
+    def add_worker(
+        self,
+        workspace_sid: str,
+        *,
+        sid: str | None,
+        friendly_name: str,
+        attributes: dict[str, Any] | None,
+        activity_name: str,
+    ) -> dict[str, Any]: ...
+
+    def update_worker(
+        self,
+        workspace_sid: str,
+        sid: str,
+        *,
+        attributes: dict[str, Any] | None,
+        friendly_name: str | None,
+        activity_name: str | None,
+    ) -> dict[str, Any]: ...
+
+    def add_task(
+        self,
+        workspace_sid: str,
+        *,
+        sid: str | None,
+        attributes: dict[str, Any],
+        task_queue_sid: str | None,
+        task_channel_unique_name: str,
+        assignment_status: str,
+    ) -> dict[str, Any]: ...
+
+    def get_task(self, workspace_sid: str, sid: str) -> dict[str, Any] | None: ...
+
+    def update_task(
+        self,
+        workspace_sid: str,
+        sid: str,
+        *,
+        attributes: dict[str, Any] | None,
+        assignment_status: str | None,
+    ) -> dict[str, Any]: ...
+
+    def remove_task(self, workspace_sid: str, sid: str) -> None: ...
+
+    def add_reservation(
+        self, workspace_sid: str, task_sid: str, *, worker_sid: str, sid: str | None, status: str
+    ) -> dict[str, Any]: ...
+
+    def update_reservation(
+        self, workspace_sid: str, task_sid: str, sid: str, *, status: str
+    ) -> dict[str, Any]: ...
+
+    def race_task_attributes(
+        self, workspace_sid: str, task_sid: str, changes: dict[str, Any], *, count: int
+    ) -> None: ...
+
+    def taskrouter_event(
+        self,
+        event_type: str,
+        *,
+        workspace_sid: str,
+        task_sid: str | None,
+        worker_sid: str | None,
+        reservation_sid: str | None,
+        task_queue_sid: str | None,
+        timestamp_ms: int | None,
+        **extra: Any,
+    ) -> dict[str, str]: ...
 
 
 def control(fake: Controllable, request: Request) -> Response:
@@ -164,6 +257,8 @@ def _route(
         return Response.json(201, {"token": token, **answer})
     if route == ("POST", "/_fake/faults"):
         return _fault(fake, payload)
+    if path.startswith("/_fake/taskrouter/"):
+        return _taskrouter(fake, method, path.rstrip("/"), {**query, **payload})
     if route == ("GET", "/_fake/requests"):
         entries = [
             entry.to_dict()
@@ -175,6 +270,111 @@ def _route(
     if route == ("DELETE", "/_fake/requests"):
         fake.clear_requests()
         return Response(204)
+    raise not_found(path)
+
+
+def _taskrouter(fake: Controllable, method: str, path: str, body: dict[str, Any]) -> Response:
+    """The ``/_fake/taskrouter/…`` routes (``body``: the JSON body over the query)."""
+    parts = path.split("/")[3:]  # after "", "_fake", "taskrouter"
+    resource, sid = parts[0], (parts[1] if len(parts) == 2 else None)
+    if len(parts) > 2:
+        raise not_found(path)
+    if (method, resource, sid) == ("POST", "workspaces", None):
+        created = fake.add_workspace(
+            body.get("sid"),
+            friendly_name=body.get("friendly_name", "Flex Task Assignment"),
+            event_callback_url=body.get("event_callback_url", ""),
+        )
+        return Response.json(201, created)
+    workspace_sid = str(body["workspace_sid"])
+    if (method, resource, sid) == ("POST", "task_queues", None):
+        created = fake.add_task_queue(
+            workspace_sid, sid=body.get("sid"), friendly_name=body["friendly_name"]
+        )
+        return Response.json(201, created)
+    if (method, resource) == ("POST", "workers"):
+        if sid is not None:
+            updated = fake.update_worker(
+                workspace_sid,
+                sid,
+                attributes=body.get("attributes"),
+                friendly_name=body.get("friendly_name"),
+                activity_name=body.get("activity_name"),
+            )
+            return Response.json(200, updated)
+        created = fake.add_worker(
+            workspace_sid,
+            sid=body.get("sid"),
+            friendly_name=body["friendly_name"],
+            attributes=body.get("attributes"),
+            activity_name=body.get("activity_name", "Available"),
+        )
+        return Response.json(201, created)
+    if (method, resource, sid) == ("POST", "tasks", None):
+        created = fake.add_task(
+            workspace_sid,
+            sid=body.get("sid"),
+            attributes=body["attributes"],
+            task_queue_sid=body.get("task_queue_sid"),
+            task_channel_unique_name=body.get("task_channel_unique_name", "voice"),
+            assignment_status=body.get("assignment_status", "pending"),
+        )
+        return Response.json(201, created)
+    if resource == "tasks" and sid is not None:
+        if method == "GET":
+            found = fake.get_task(workspace_sid, sid)
+            if found is None:
+                raise not_found(path)
+            return Response.json(200, found)
+        if method == "POST":
+            try:
+                updated = fake.update_task(
+                    workspace_sid,
+                    sid,
+                    attributes=body.get("attributes"),
+                    assignment_status=body.get("assignment_status"),
+                )
+            except KeyError:
+                raise not_found(path) from None
+            return Response.json(200, updated)
+        if method == "DELETE":
+            fake.remove_task(workspace_sid, sid)
+            return Response(204)
+    if (method, resource) == ("POST", "reservations"):
+        task_sid = str(body["task_sid"])
+        if sid is not None:
+            updated = fake.update_reservation(workspace_sid, task_sid, sid, status=body["status"])
+            return Response.json(200, updated)
+        created = fake.add_reservation(
+            workspace_sid,
+            task_sid,
+            worker_sid=body["worker_sid"],
+            sid=body.get("sid"),
+            status=body.get("status", "pending"),
+        )
+        return Response.json(201, created)
+    if (method, resource, sid) == ("POST", "race", None):
+        fake.race_task_attributes(
+            workspace_sid, body["task_sid"], body["changes"], count=int(body.get("count", 1))
+        )
+        return Response.json(200, {"ok": True})
+    if (method, resource, sid) == ("POST", "events", None):
+        extra = body.get("extra") or {}
+        if not isinstance(extra, dict):
+            raise ValueError("extra must be an object")
+        params = fake.taskrouter_event(
+            body["event_type"],
+            workspace_sid=workspace_sid,
+            task_sid=body.get("task_sid"),
+            worker_sid=body.get("worker_sid"),
+            reservation_sid=body.get("reservation_sid"),
+            task_queue_sid=body.get("task_queue_sid"),
+            timestamp_ms=body.get("timestamp_ms"),
+            **extra,
+        )
+        url = body.get("url")
+        signed = signature(url, params, fake.auth_token) if url else None
+        return Response.json(200, {"params": params, "signature": signed})
     raise not_found(path)
 
 

@@ -7,7 +7,10 @@ from its :class:`Faults` (:meth:`Faults.take`): every matching ``slow`` adds its
 the first matching ``fail`` or ``drop`` decides the answer: :func:`failure` (a Twilio-style
 error body) or the connection closed unanswered. ``/_fake/`` control requests are never
 affected. Being unreachable altogether is not a fault here but the listener itself stopping:
-:meth:`faketwilio.FakeTwilio.down` and :meth:`~faketwilio.FakeTwilio.up`.
+:meth:`faketwilio.FakeTwilio.down` and :meth:`~faketwilio.FakeTwilio.up`. Neither is a lost
+update: a concurrent writer changing a TaskRouter task between a read and a conditional write is
+injected on the task itself (:meth:`faketwilio.FakeTwilio.race_task_attributes`, kept in
+:mod:`faketwilio.taskrouter_state`), since it changes the state rather than the answer.
 """
 
 from __future__ import annotations

@@ -10,7 +10,11 @@ uses, one module per product:
   2010-04-01 (fetch, list, delete, media);
 * :mod:`faketwilio.iam` (``iam``, ``accounts``): Flex token validation, and
   ``Credentials/PublicKeys`` and ``Credentials/AWS``;
-* :mod:`faketwilio.video` (``video``): ``RecordingSettings`` and ``CompositionSettings``.
+* :mod:`faketwilio.video` (``video``): ``RecordingSettings`` and ``CompositionSettings``;
+* :mod:`faketwilio.taskrouter` (``taskrouter``): a Flex workspace's tasks (``ETag`` and
+  ``If-Match``), workers, task queues and reservations, with its state in
+  :mod:`faketwilio.taskrouter_state` and its event callbacks in
+  :mod:`faketwilio.taskrouter_events`.
 
 This module is the facade, :class:`FakeTwilio`, that wires them together: the in-memory
 :mod:`~faketwilio.state`, the :mod:`~faketwilio.routing` of the products' route tables, the
@@ -34,8 +38,11 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+import requests
+
 import faketwilio.api_2010 as api_2010
 import faketwilio.iam as iam
+import faketwilio.taskrouter as taskrouter
 import faketwilio.video as video
 from faketwilio.control import control
 from faketwilio.demo import seed_demo, serve_forever
@@ -45,6 +52,8 @@ from faketwilio.recording_formats import make_wav
 from faketwilio.requestlog import RecordedRequest, RequestLog
 from faketwilio.routing import Router
 from faketwilio.state import State, new_sid
+from faketwilio.taskrouter_events import event_params, post_event
+from faketwilio.taskrouter_state import Workspace, new_workspace
 
 # The names this module had before it was split into modules, re-exported so that imports
 # such as ``from faketwilio.server import FakeTwilio, serve_forever`` keep working.
@@ -86,7 +95,9 @@ class FakeTwilio:
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
         self._started = False
-        self._router = Router(self._state, [*api_2010.ROUTES, *iam.ROUTES, *video.ROUTES])
+        self._router = Router(
+            self._state, [*api_2010.ROUTES, *iam.ROUTES, *video.ROUTES, *taskrouter.ROUTES]
+        )
         self._faults = Faults()
         self._log = RequestLog()
 
@@ -167,8 +178,8 @@ class FakeTwilio:
     # ------------------------------------------------------------------ state
 
     def reset(self) -> None:
-        """Forget recordings, tokens, subaccounts, API keys, settings, credentials, faults and
-        the log.
+        """Forget recordings, tokens, subaccounts, API keys, settings, credentials, TaskRouter
+        workspaces, faults and the log.
 
         A fake that was started and then taken :meth:`down` listens again, so a test that
         forgot :meth:`up` cannot leave a shared fake unreachable for the tests after it.
@@ -342,6 +353,194 @@ class FakeTwilio:
         with self._state.lock:
             return {kind: video.settings_json(self._state, kind) for kind in video.SETTINGS_KINDS}
 
+    # ------------------------------------------------------------------ TaskRouter
+
+    def _workspace(self, sid: str) -> Workspace:
+        try:
+            workspace: Workspace = self._state.workspaces[sid]
+        except KeyError:
+            raise KeyError(f"unknown workspace {sid}: add_workspace() it first") from None
+        return workspace
+
+    def add_workspace(
+        self,
+        sid: str | None = None,
+        *,
+        friendly_name: str = "Flex Task Assignment",
+        event_callback_url: str = "",
+    ) -> dict[str, Any]:
+        """Create (or replace, emptied) a TaskRouter workspace of the main account; returns its
+        JSON. ``sid`` defaults to a random ``WS…``."""
+        with self._state.lock:
+            workspace = new_workspace(
+                sid,
+                account_sid=self._state.account_sid,
+                friendly_name=friendly_name,
+                event_callback_url=event_callback_url,
+            )
+            self._state.workspaces[workspace.sid] = workspace
+            return taskrouter.workspace_json(workspace)
+
+    def add_task_queue(
+        self, workspace_sid: str, *, sid: str | None = None, friendly_name: str
+    ) -> dict[str, Any]:
+        """Create (or replace) a task queue of the workspace; returns its JSON."""
+        with self._state.lock:
+            workspace = self._workspace(workspace_sid)
+            queue = workspace.add_task_queue(sid, friendly_name)
+            return taskrouter.task_queue_json(workspace, queue)
+
+    def add_worker(
+        self,
+        workspace_sid: str,
+        *,
+        sid: str | None = None,
+        friendly_name: str,
+        attributes: dict[str, Any] | None = None,
+        activity_name: str = "Available",
+    ) -> dict[str, Any]:
+        """Create (or replace) a worker (``friendly_name`` is the Flex identity, e.g.
+        ``sam_40example_2Ecom``); returns its JSON with ``attributes`` as a dict."""
+        with self._state.lock:
+            workspace = self._workspace(workspace_sid)
+            worker = workspace.add_worker(sid, friendly_name, attributes, activity_name)
+            return taskrouter.worker_view(workspace, worker)
+
+    def update_worker(
+        self,
+        workspace_sid: str,
+        sid: str,
+        *,
+        attributes: dict[str, Any] | None = None,
+        friendly_name: str | None = None,
+        activity_name: str | None = None,
+    ) -> dict[str, Any]:
+        """Replace a worker's attributes, name or activity (those given); returns its JSON
+        with ``attributes`` as a dict. KeyError for an unknown worker."""
+        with self._state.lock:
+            workspace = self._workspace(workspace_sid)
+            worker = workspace.update_worker(
+                sid,
+                attributes=attributes,
+                friendly_name=friendly_name,
+                activity_name=activity_name,
+            )
+            return taskrouter.worker_view(workspace, worker)
+
+    def add_task(
+        self,
+        workspace_sid: str,
+        *,
+        sid: str | None = None,
+        attributes: dict[str, Any],
+        task_queue_sid: str | None = None,
+        task_channel_unique_name: str = "voice",
+        assignment_status: str = "pending",
+    ) -> dict[str, Any]:
+        """Create (or replace) a task; returns its JSON with ``attributes`` as a dict and its
+        ``etag``."""
+        with self._state.lock:
+            workspace = self._workspace(workspace_sid)
+            task = workspace.add_task(
+                sid,
+                attributes=attributes,
+                task_queue_sid=task_queue_sid,
+                channel=task_channel_unique_name,
+                assignment_status=assignment_status,
+            )
+            return taskrouter.task_view(workspace, task)
+
+    def get_task(self, workspace_sid: str, sid: str) -> dict[str, Any] | None:
+        """The task's JSON with ``attributes`` as a dict and its ``etag``; None when the
+        workspace or the task does not exist (any more)."""
+        with self._state.lock:
+            workspace = self._state.workspaces.get(workspace_sid)
+            task = workspace.tasks.get(sid) if workspace else None
+            return taskrouter.task_view(workspace, task) if workspace and task else None
+
+    def update_task(
+        self,
+        workspace_sid: str,
+        sid: str,
+        *,
+        attributes: dict[str, Any] | None = None,
+        assignment_status: str | None = None,
+    ) -> dict[str, Any]:
+        """Change a task as another writer would (``attributes`` replaces the whole object;
+        a new ETag); returns what :meth:`get_task` would. KeyError for an unknown task."""
+        with self._state.lock:
+            workspace = self._workspace(workspace_sid)
+            task = workspace.update_task(
+                sid, attributes=attributes, assignment_status=assignment_status
+            )
+            return taskrouter.task_view(workspace, task)
+
+    def remove_task(self, workspace_sid: str, sid: str) -> None:
+        """Forget a task (its GET and POST answer 404, error 20404, from now on); no-op if
+        absent."""
+        with self._state.lock:
+            self._workspace(workspace_sid).remove_task(sid)
+
+    def add_reservation(
+        self,
+        workspace_sid: str,
+        task_sid: str,
+        *,
+        worker_sid: str,
+        sid: str | None = None,
+        status: str = "pending",
+    ) -> dict[str, Any]:
+        """Create (or replace) a reservation of ``worker_sid`` for the task; returns its JSON."""
+        with self._state.lock:
+            workspace = self._workspace(workspace_sid)
+            reservation = workspace.add_reservation(
+                task_sid, worker_sid=worker_sid, sid=sid, status=status
+            )
+            return taskrouter.reservation_json(workspace, reservation)
+
+    def update_reservation(
+        self, workspace_sid: str, task_sid: str, sid: str, *, status: str
+    ) -> dict[str, Any]:
+        """Move a reservation to ``status`` (``accepted``, ``completed``…); returns its JSON."""
+        with self._state.lock:
+            workspace = self._workspace(workspace_sid)
+            reservation = workspace.update_reservation(task_sid, sid, status=status)
+            return taskrouter.reservation_json(workspace, reservation)
+
+    def taskrouter_event(
+        self,
+        event_type: str,
+        *,
+        workspace_sid: str,
+        task_sid: str | None = None,
+        worker_sid: str | None = None,
+        reservation_sid: str | None = None,
+        task_queue_sid: str | None = None,
+        timestamp_ms: int | None = None,
+        **extra: Any,
+    ) -> dict[str, str]:
+        """The form parameters TaskRouter would POST for this event, filled from the current
+        state of the named resources, with a fresh ``Sid`` (see
+        :mod:`faketwilio.taskrouter_events`); ``extra`` adds or replaces parameters."""
+        return event_params(
+            self._state,
+            event_type,
+            workspace_sid=workspace_sid,
+            task_sid=task_sid,
+            worker_sid=worker_sid,
+            reservation_sid=reservation_sid,
+            task_queue_sid=task_queue_sid,
+            timestamp_ms=timestamp_ms,
+            extra=extra,
+        )
+
+    def post_taskrouter_event(
+        self, url: str, params: dict[str, str], *, auth_token: str | None = None
+    ) -> requests.Response:
+        """POST ``params`` form-encoded to ``url`` with a valid ``X-Twilio-Signature`` (from
+        the main account's auth token unless ``auth_token`` is given), as TaskRouter does."""
+        return post_event(url, params, auth_token or self._state.auth_token)
+
     # ------------------------------------------------------------------ faults
 
     def fail(
@@ -361,9 +560,23 @@ class FakeTwilio:
         """Close the connection of the next ``count`` matching requests without answering."""
         self._faults.drop(count=count, path_contains=path_contains)
 
+    def race_task_attributes(
+        self, workspace_sid: str, task_sid: str, changes: dict[str, Any], *, count: int = 1
+    ) -> None:
+        """Just before each of the next ``count`` POSTs to this task that carry ``If-Match``,
+        merge ``changes`` into its attributes as another writer would (a new ETag), so that
+        the POST answers 412: a concurrent change between a read and a write."""
+        with self._state.lock:
+            self._workspace(workspace_sid).race(task_sid, changes, count)
+
     def reset_faults(self) -> None:
-        """Remove every injected fault (:meth:`fail`, :meth:`slow`, :meth:`drop`)."""
+        """Remove every injected fault (:meth:`fail`, :meth:`slow`, :meth:`drop`,
+        :meth:`race_task_attributes`)."""
         self._faults.clear()
+        with self._state.lock:
+            for workspace in self._state.workspaces.values():
+                for task in workspace.tasks.values():
+                    task.races.clear()
 
     # ------------------------------------------------------------------ request log
 

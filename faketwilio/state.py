@@ -1,5 +1,6 @@
 """What one fake Twilio holds in memory: the main account and its subaccounts, their API keys,
-recordings, Flex tokens, Video settings and credentials, and the lock that guards them.
+recordings, Flex tokens, Video settings and credentials, TaskRouter workspaces (their contents
+are in :mod:`faketwilio.taskrouter_state`), and the lock that guards them.
 
 Plain data classes and the operations the Python API and the product endpoints perform on them
 (:mod:`faketwilio.api_2010`, :mod:`faketwilio.iam`, :mod:`faketwilio.video`). Nothing here
@@ -183,6 +184,9 @@ class State:
     tokens: dict[str, Token]
     settings: dict[str, dict[str, Any]]
     credentials: dict[str, dict[str, Credential]]
+    # TaskRouter workspaces by SID: faketwilio.taskrouter_state.Workspace objects (that module
+    # builds on this one, so it is not imported here, not even for the annotation).
+    workspaces: dict[str, Any]
 
     def __init__(self, account_sid: str, auth_token: str, friendly_name: str) -> None:
         if not ACCOUNT_SID_RE.fullmatch(account_sid or ""):
@@ -197,7 +201,8 @@ class State:
         self.clear()
 
     def clear(self) -> None:
-        """Forget subaccounts, API keys, recordings, tokens, settings and credentials."""
+        """Forget subaccounts, API keys, recordings, tokens, settings, credentials and
+        TaskRouter workspaces."""
         with self.lock:
             self.subaccounts = {}
             self.api_keys = {}
@@ -205,6 +210,7 @@ class State:
             self.tokens = {}
             self.settings = {}
             self.credentials = {kind: {} for kind in CREDENTIAL_KINDS}
+            self.workspaces = {}
             self._ordinal = 0
 
     # ------------------------------------------------------------------ accounts
