@@ -27,6 +27,7 @@ from twilio.request_validator import (
 )
 
 from portal.sealing import SealingError, unseal
+from portal.sids import ACCOUNT_SID
 from recordings.models import TwilioSubaccount
 
 logger = logging.getLogger(__name__)
@@ -143,6 +144,55 @@ def signature_valid(
             if hmac.compare_digest(computed.encode(), signature):
                 return True
     return False
+
+
+class CallbackRefused(Exception):
+    """A callback that is not authenticated as Twilio's for an account served here: answered
+    403 with ``code`` and ``detail`` as the error body, and nothing stored."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+_NOT_SIGNED = "The request is not signed by Twilio."
+
+
+def callback_authenticate(request: HttpRequest, *, subaccounts: bool = True) -> dict[str, Any]:
+    """The parameters of a callback whose ``X-Twilio-Signature`` is valid for its
+    ``AccountSid``; raises :class:`CallbackRefused` otherwise.
+
+    Every webhook the portal accepts comes through here. ``subaccounts`` says whether known
+    subaccounts (signed with their own token) are served too, or only the configured account.
+    A callback with a missing or malformed ``AccountSid`` is checked against the configured
+    account, so a signed but malformed callback reaches the caller's validation (400).
+    """
+    params, signed = callback_params(request)
+    if params is None:
+        # A JSON body we cannot parse, or one whose hash the signature does not cover: nothing
+        # here is authenticated, so it is refused like any unsigned request.
+        raise CallbackRefused("invalid_signature", _NOT_SIGNED)
+    if not settings.TWILIO_AUTH_TOKEN:
+        # An API key cannot check Twilio's signatures: only the auth token can.
+        logger.error(
+            "TWILIO_AUTH_TOKEN is not set: Twilio's callbacks cannot be checked and are refused "
+            "(set it besides the API key; it is used for signatures only)"
+        )
+        raise CallbackRefused("invalid_signature", _NOT_SIGNED)
+    account_sid = str(params.get("AccountSid") or "")
+    if ACCOUNT_SID.fullmatch(account_sid):
+        served = subaccounts or account_sid == settings.TWILIO_ACCOUNT_SID
+        tokens = signing_tokens(account_sid) if served else []
+        if not tokens:
+            logger.warning("callback for unknown account %s refused", account_sid)
+            raise CallbackRefused("unknown_account", "This AccountSid is not served here.")
+    else:
+        tokens = signing_tokens(settings.TWILIO_ACCOUNT_SID)
+    if not signature_valid(request, signed, tokens):
+        logger.warning("callback with a missing or bad X-Twilio-Signature refused")
+        raise CallbackRefused("invalid_signature", _NOT_SIGNED)
+    return params
 
 
 def callback_params(

@@ -17,6 +17,7 @@ from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -226,7 +227,17 @@ def recording_apply_callback(*, event: RecordingEvent) -> Recording:
     recording = _locked_recording(event.recording_sid, event.account_sid)
     _apply(recording, event.recording_status, _fields_from_callback(event.payload))
     recording.save()
+    _queue_flex_linking(recording)
     return recording
+
+
+def _queue_flex_linking(recording: Recording) -> None:
+    """Have the recording linked to its Flex conversation once this transaction commits
+    (``recordings.flex.linking``, which this room does not import: work goes through jobs).
+    Only with a workspace configured, and for a recording with a call or conference."""
+    if settings.TWILIO_WORKSPACE_SID and (recording.call_sid or recording.conference_sid):
+        recording_id = recording.pk
+        transaction.on_commit(lambda: jobs.queue_recording_task_link(recording_id))
 
 
 def _key_problem(recording: Recording) -> str:
@@ -264,6 +275,7 @@ def recording_store_resource(*, resource: twilio_api.TwilioRecording) -> Recordi
     recording.save()
     if recording.sync_error:
         logger.error("recording %s: %s", recording.sid, recording.sync_error)
+    _queue_flex_linking(recording)
     recording_id = recording.pk
     if (
         recording.encryption_type == "rsa-aes"

@@ -21,7 +21,11 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 from django.conf import settings
 from twilio.base import values
-from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.base.exceptions import (
+    TwilioException,
+    TwilioRestException,
+    TwilioServiceException,
+)
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
@@ -151,6 +155,9 @@ def translated_errors(what: str) -> Iterator[None]:
     try:
         yield
     except TwilioRestException as exc:
+        raise _classify(exc.status, f"{what}: Twilio answered {exc.status}", exc.code) from None
+    except TwilioServiceException as exc:
+        # twilio-python raises this one for RFC 9457 problem bodies: same status, same code.
         raise _classify(exc.status, f"{what}: Twilio answered {exc.status}", exc.code) from None
     except requests.RequestException as exc:
         raise TwilioUnavailable(f"{what}: Twilio unreachable ({type(exc).__name__})") from None
@@ -595,3 +602,178 @@ def aws_credential_delete(*, sid: str) -> bool:
     client = get_client()
     with translated_errors(f"delete AWS credential {sid}"):
         return bool(client.accounts.v1.credentials.aws(sid).delete())
+
+
+# --- TaskRouter tasks (Flex conversations: writing ``conversations.media``) --------------------
+
+
+class TwilioPreconditionFailed(TwilioRejected):
+    """Twilio answered 412 to a write with ``If-Match``: the resource changed since it was read.
+    Read it again and redo the change; retrying the same write never helps."""
+
+
+class TwilioNotFound(TwilioRejected):
+    """Twilio answered 404: the resource does not exist (any more)."""
+
+
+@dataclass(frozen=True)
+class TaskSnapshot:
+    """A TaskRouter Task as read: its attributes (parsed JSON), the ``ETag`` that a conditional
+    write must name, and the fields the portal shows."""
+
+    sid: str
+    attributes: dict[str, Any]
+    etag: str
+    assignment_status: str
+
+
+def _header(headers: Any, name: str) -> str:
+    """A response header by name, whatever case the server gave it (twilio-python hands back
+    a plain dict of the response's headers)."""
+    wanted = name.lower()
+    for key, value in dict(headers or {}).items():
+        if str(key).lower() == wanted:
+            return str(value)
+    return ""
+
+
+@contextmanager
+def _task_errors(what: str) -> Iterator[None]:
+    """:func:`translated_errors`, with 412 and 404 as their own kinds: the attachment reads
+    again on the first and records the task as gone on the second."""
+    try:
+        with translated_errors(what):
+            yield
+    except TwilioRejected as exc:
+        if exc.status == 412:
+            raise TwilioPreconditionFailed(str(exc), status=412, code=exc.code) from None
+        if exc.status == 404:
+            raise TwilioNotFound(str(exc), status=404, code=exc.code) from None
+        raise
+
+
+def _task_attributes(raw: Any, what: str) -> dict[str, Any]:
+    """A task's ``attributes`` JSON string as a dict; anything else is Twilio's fault, not a
+    reason to write over what is there."""
+    try:
+        parsed = json.loads(raw) if isinstance(raw, str) and raw else {}
+    except ValueError:
+        raise TwilioRejected(f"{what}: the task's attributes are not JSON") from None
+    if not isinstance(parsed, dict):
+        raise TwilioRejected(f"{what}: the task's attributes are not a JSON object")
+    return parsed
+
+
+def taskrouter_task_fetch(*, workspace_sid: str, task_sid: str) -> TaskSnapshot:
+    """Read one TaskRouter Task with its ``ETag`` (``GET /v1/Workspaces/WS…/Tasks/WT…``).
+
+    A deleted task (TaskRouter removes completed and canceled tasks after a while) raises
+    :class:`TwilioNotFound`; an answer without an ``ETag`` raises :class:`TwilioUnavailable`,
+    since no safe conditional write can follow it.
+    """
+    what = f"fetch task {task_sid}"
+    client = get_client()
+    with _task_errors(what):
+        response = (
+            client.taskrouter.v1.workspaces(workspace_sid).tasks(task_sid).fetch_with_http_info()
+        )
+    etag = _header(response.headers, "ETag")
+    if not etag:
+        raise TwilioUnavailable(f"{what}: Twilio sent no ETag")
+    instance = response.data
+    return TaskSnapshot(
+        sid=str(getattr(instance, "sid", None) or task_sid),
+        attributes=_task_attributes(getattr(instance, "attributes", None), what),
+        etag=etag,
+        assignment_status=str(getattr(instance, "assignment_status", None) or ""),
+    )
+
+
+def taskrouter_task_update_attributes(
+    *, workspace_sid: str, task_sid: str, attributes: dict[str, Any], if_match: str
+) -> TaskSnapshot:
+    """Replace a task's attributes, only if the task still has the ETag ``if_match``
+    (``POST …/Tasks/WT…`` with ``If-Match``); answers the task as Twilio stored it.
+
+    Raises :class:`TwilioPreconditionFailed` (412) when someone changed the task since it was
+    read, :class:`TwilioNotFound` when it is gone, :class:`TwilioUnavailable` for 429/5xx and
+    timeouts. An empty ``if_match`` is refused: twilio-python would send the write unguarded.
+    """
+    if not if_match:
+        raise ValueError("if_match is required: an unconditional write could lose others' changes")
+    what = f"update task {task_sid}"
+    client = get_client()
+    with _task_errors(what):
+        response = (
+            client.taskrouter.v1.workspaces(workspace_sid)
+            .tasks(task_sid)
+            .update_with_http_info(
+                if_match=if_match, attributes=json.dumps(attributes, separators=(",", ":"))
+            )
+        )
+    instance = response.data
+    return TaskSnapshot(
+        sid=str(getattr(instance, "sid", None) or task_sid),
+        attributes=_task_attributes(getattr(instance, "attributes", None), what),
+        etag=_header(response.headers, "ETag"),
+        assignment_status=str(getattr(instance, "assignment_status", None) or ""),
+    )
+
+
+@dataclass(frozen=True)
+class TaskRouterWorker:
+    """A TaskRouter Worker as listed: its SID, friendly name (the agent's Flex identity) and
+    attributes (decoded; {} when they are not a JSON object)."""
+
+    sid: str
+    friendly_name: str
+    attributes: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TaskRouterQueue:
+    """A TaskRouter TaskQueue as listed."""
+
+    sid: str
+    friendly_name: str
+
+
+def _json_object_or_empty(raw: Any) -> dict[str, Any]:
+    if isinstance(raw, dict):
+        return raw
+    try:
+        parsed = json.loads(raw) if raw else {}
+    except (TypeError, ValueError):
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def taskrouter_workers_list(
+    *, workspace_sid: str, page_size: int = 1000
+) -> Iterator[TaskRouterWorker]:
+    """Every Worker of the workspace, page by page (lazily; Twilio's errors as
+    :class:`TwilioError` from any page)."""
+    client = get_client()
+    with translated_errors(f"list workers of {workspace_sid}"):
+        for instance in client.taskrouter.v1.workspaces(workspace_sid).workers.stream(
+            page_size=page_size
+        ):
+            yield TaskRouterWorker(
+                sid=str(instance.sid or ""),
+                friendly_name=str(instance.friendly_name or ""),
+                attributes=_json_object_or_empty(instance.attributes),
+            )
+
+
+def taskrouter_queues_list(
+    *, workspace_sid: str, page_size: int = 1000
+) -> Iterator[TaskRouterQueue]:
+    """Every TaskQueue of the workspace, page by page (lazily)."""
+    client = get_client()
+    with translated_errors(f"list task queues of {workspace_sid}"):
+        for instance in client.taskrouter.v1.workspaces(workspace_sid).task_queues.stream(
+            page_size=page_size
+        ):
+            yield TaskRouterQueue(
+                sid=str(instance.sid or ""), friendly_name=str(instance.friendly_name or "")
+            )

@@ -216,7 +216,7 @@ def test_error_16107_with_no_private_key_is_an_alert_an_officer_sees(
     assert "does not hold" in caplog.text
 
     alerts = {alert.title: alert for alert in selectors.dashboard(now=timezone.now()).alerts}
-    alert = alerts["1 encrypted recording(s) the portal cannot open"]
+    alert = alerts["1 encrypted recording the portal cannot open"]
     assert alert.level == "error"
     assert alert.link.endswith("?private_key=missing")
     listed = admin_client.get(

@@ -16,14 +16,8 @@ from tqdm import tqdm
 from recordings.ingest import reconcile
 from recordings.integrations import twilio_api
 from recordings.lifecycle import archive
+from recordings.management.arguments import since_date
 from recordings.models import ArchivePolicy, MediaLocation, Recording, RecordingStatus
-
-
-def _date(value: str) -> date:
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise CommandError(f"--since must be YYYY-MM-DD, not {value!r}") from None
 
 
 def archive_candidates(*, since: date) -> QuerySet[Recording]:
@@ -85,7 +79,7 @@ class Command(BaseCommand):
         no_progress: bool,
         **options,
     ) -> None:
-        start = _date(since)
+        start = since_date(since)
         if not 1 <= workers <= 32:
             raise CommandError("--workers must be between 1 and 32")
         if not dry_run and not no_reconcile:

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date
-
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from recordings.ingest import reconcile
 from recordings.integrations import twilio_api
-
-
-def _date(value: str) -> date:
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise CommandError(f"--since must be YYYY-MM-DD, not {value!r}") from None
+from recordings.management.arguments import since_date
 
 
 class Command(BaseCommand):
@@ -29,7 +21,7 @@ class Command(BaseCommand):
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     def handle(self, *args, since: str, no_progress: bool, **options) -> None:
-        start = _date(since)
+        start = since_date(since)
         with tqdm(desc="recordings", unit="rec", disable=no_progress, file=self.stderr._out) as bar:
             try:
                 summary = reconcile.recordings_reconcile(
