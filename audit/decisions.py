@@ -14,22 +14,63 @@ else in the portal interprets rules. The semantics are those of docs/contract.md
   ``sources``, ``call_sids`` (exact) and ``max_age_days`` (the recording's age, ``now`` minus its
   ``start_time`` or, failing that, Twilio's ``date_created``, is at most that many days). A
   recording whose age is unknown does not match a rule that limits age.
+* Who handled the recording (the Flex linkage's facts) is scope too: ``queues`` matches when any
+  of the recording's TaskQueue SIDs or names is listed, ``teams`` when any team that handled it
+  is listed, ``workers`` when any worker SID that handled it is listed; ``handled_by: caller``
+  when the caller's ``worker_sid`` is among the recording's handling workers, ``caller_team``
+  when the caller's team (from the portal's worker directory) is among its handling teams. A
+  recording without handling facts never matches a rule that needs them, and an empty caller
+  worker SID or team never matches ``handled_by``.
 * A rule applies only while enabled and within ``valid_from <= now < valid_until`` (either bound
   may be absent).
 * An applying ``deny`` wins (``denied_by_rule``); otherwise an applying ``allow`` grants
   (``allowed_by_rule``); otherwise the answer is deny (``no_matching_rule``). When several rules
   of the deciding kind apply, the one with the lowest name is reported, so the answer is
   deterministic.
+
+Each condition is one predicate in ``_PARTS``, paired with the words that say why it failed:
+``access_decide`` runs the predicates, ``access_explain`` (the admin's rule tester) runs the same
+predicates and, for each one that fails, its words ("needs team Team Blue, the recording was
+handled by Team Green").
+
+Rules cost O(1) per request, whatever their number:
+
+* ``rules_in_force`` keeps, per process, the rules in force as plain frozen ``RuleView`` values
+  (no model objects per request) in a ``RuleSet`` that indexes each rule under one of its
+  subject lists (worker SIDs, else literal identities, else roles): a request only checks the
+  rules indexed under its caller's worker SID, identity, realm user and roles, plus the few
+  rules that cannot be indexed (glob identities, no subject). The index only narrows which
+  rules are checked; every check is the full predicate, and the property test in
+  ``audit/tests/test_decisions.py`` holds the result to a plain reference over all rules.
+* The cached set is reused while ``AccessRuleSetVersion.token`` is unchanged: one primary-key
+  read per request. Database triggers (migration ``0015``) write a fresh random token in the
+  same transaction as every write to the rules, whatever made it (admin, import, ORM ``save`` or
+  ``update``, raw SQL, a test framework's flush). That is why a version row and not
+  ``Max(updated_at)`` + ``Count``: ``QuerySet.update()`` does not touch ``updated_at``, two
+  changes can share a clock tick, and a delete plus an insert keep the count. And why a random
+  token and not a counter: a rolled-back change resets a counter to a value the next change
+  reuses, with other rules, so a process that cached the rolled-back rules would keep them. The
+  token is read before the rules, so a change committed in between leaves a set newer than its
+  token (reloaded once more), never an older one. No row (a flushed table, a database without
+  the triggers) means "unknown": nothing is reused.
+* Only rules in force when loaded are kept (the query leaves out disabled and expired ones), and
+  the set is reloaded when the earliest ``valid_from`` or ``valid_until`` after the load passes,
+  or for a ``now`` earlier than the load. Decisions still check each rule's window, so a
+  boundary never depends on the cache's timing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from fnmatch import fnmatchcase
+from fnmatch import translate
+from typing import Any
 
-from audit.models import AccessRule, RuleEffect
+from django.db.models import Q
+
+from audit.models import ACCESS_RULE_FIELDS, AccessRule, AccessRuleSetVersion, RuleEffect
 
 
 class ReasonCode:
@@ -95,36 +136,356 @@ class Decision:
     rule_id: int | None = None
 
 
-def rules_in_force() -> list[AccessRule]:
-    """All enabled rules, in one query (validity windows are checked by ``access_decide``)."""
-    return list(AccessRule.objects.filter(enabled=True).order_by("name"))
+@dataclass(frozen=True, slots=True)
+class RuleView:
+    """An ``AccessRule``'s values as ``access_decide`` reads them: frozen, so one set can be
+    shared by every request of a process, and cheap to read (no model machinery)."""
+
+    id: int | None
+    name: str
+    effect: str
+    enabled: bool = True
+    identities: tuple[str, ...] = ()
+    worker_sids: tuple[str, ...] = ()
+    roles: tuple[str, ...] = ()
+    account_sids: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+    call_sids: tuple[str, ...] = ()
+    max_age_days: int | None = None
+    queues: tuple[str, ...] = ()
+    teams: tuple[str, ...] = ()
+    workers: tuple[str, ...] = ()
+    handled_by: str = ""
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+    # The identity globs as one compiled expression (fnmatch's own translation), made once per
+    # view instead of once per request.
+    identity_pattern: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.identities and self.identity_pattern is None:
+            pattern = "|".join(f"(?:{translate(glob)})" for glob in self.identities)
+            object.__setattr__(self, "identity_pattern", re.compile(pattern))
+
+    @property
+    def pk(self) -> int | None:
+        """The rule's id, under the name the admin's templates use for a model's."""
+        return self.id
+
+    @classmethod
+    def of(cls, rule: AccessRule | RuleView | dict[str, Any]) -> RuleView:
+        """The view of a rule (a model instance, or a row of ``AccessRule.objects.values()``)."""
+        if isinstance(rule, RuleView):
+            return rule
+        values = (
+            rule if isinstance(rule, dict) else {name: getattr(rule, name) for name in _VIEW_FIELDS}
+        )
+        return cls(
+            id=values["id"],
+            name=values["name"],
+            effect=values["effect"],
+            enabled=bool(values["enabled"]),
+            identities=tuple(values["identities"] or ()),
+            worker_sids=tuple(values["worker_sids"] or ()),
+            roles=tuple(values["roles"] or ()),
+            account_sids=tuple(values["account_sids"] or ()),
+            sources=tuple(values["sources"] or ()),
+            call_sids=tuple(values["call_sids"] or ()),
+            max_age_days=values["max_age_days"],
+            queues=tuple(values["queues"] or ()),
+            teams=tuple(values["teams"] or ()),
+            workers=tuple(values["workers"] or ()),
+            handled_by=values["handled_by"] or "",
+            valid_from=values["valid_from"],
+            valid_until=values["valid_until"],
+        )
 
 
-def _subject_matches(rule: AccessRule, caller: Caller) -> bool:
-    if rule.identities:
-        names = [value for value in (caller.identity, caller.realm_user_id) if value]
-        if not any(fnmatchcase(name, glob) for glob in rule.identities for name in names):
-            return False
-    if rule.worker_sids and caller.worker_sid not in rule.worker_sids:
-        return False
-    return not rule.roles or any(role in rule.roles for role in caller.roles)
+_VIEW_FIELDS = ("id", "enabled", *(name for name in ACCESS_RULE_FIELDS if name != "reason"))
+_GLOB_CHARACTERS = frozenset("*?[")
 
 
-def _scope_matches(rule: AccessRule, recording: RecordingFacts, now: datetime) -> bool:
-    if rule.account_sids and recording.account_sid not in rule.account_sids:
-        return False
-    if rule.sources and recording.source not in rule.sources:
-        return False
-    if rule.call_sids and recording.call_sid not in rule.call_sids:
-        return False
-    if rule.max_age_days is not None:
-        reference = recording.reference_time
-        if reference is None or now - reference > timedelta(days=rule.max_age_days):
-            return False
-    return True
+def _is_literal(pattern: str) -> bool:
+    """Whether a glob matches only itself (then ``fnmatchcase(x, p)`` is ``x == p``)."""
+    return not _GLOB_CHARACTERS.intersection(pattern)
 
 
-def _in_force(rule: AccessRule, now: datetime) -> bool:
+class RuleSet:
+    """Rules to decide with, indexed by the subject value a caller must have for each to apply.
+
+    Each rule is indexed under one of its subject lists: its worker SIDs when it has any, else
+    its identities when all are literal (no ``*``, ``?``, ``[``), else its roles; a rule with
+    none of these (glob identities only, or no subject) is checked for every caller. A rule
+    applies only when every non-empty subject list matches, so a caller who has none of the
+    values it is indexed under cannot match it: skipping it changes no decision.
+    """
+
+    __slots__ = ("_always", "_by_identity", "_by_role", "_by_worker", "needs_caller_team", "rules")
+
+    def __init__(self, rules: Iterable[AccessRule | RuleView]) -> None:
+        self.rules: tuple[RuleView, ...] = tuple(RuleView.of(rule) for rule in rules)
+        # Whether the caller's team must be looked up (url_provider does it only then).
+        self.needs_caller_team = any(rule.handled_by == "caller_team" for rule in self.rules)
+        self._by_worker: dict[str, list[RuleView]] = {}
+        self._by_identity: dict[str, list[RuleView]] = {}
+        self._by_role: dict[str, list[RuleView]] = {}
+        always: list[RuleView] = []
+        for rule in self.rules:
+            if rule.worker_sids:
+                index, keys = self._by_worker, rule.worker_sids
+            elif rule.identities and all(_is_literal(glob) for glob in rule.identities):
+                index, keys = self._by_identity, rule.identities
+            elif rule.roles:
+                index, keys = self._by_role, rule.roles
+            else:
+                always.append(rule)
+                continue
+            for key in set(keys):
+                index.setdefault(key, []).append(rule)
+        self._always = tuple(always)
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+    def candidates(self, caller: Caller) -> list[RuleView]:
+        """The rules that may apply to ``caller`` (a superset of those that do)."""
+        found = list(self._always)
+        found += self._by_worker.get(caller.worker_sid, ())
+        for name in {caller.identity, caller.realm_user_id}:
+            if name:
+                found += self._by_identity.get(name, ())
+        for role in set(caller.roles):
+            found += self._by_role.get(role, ())
+        return found
+
+
+# --- The conditions: one predicate each, and the words for when it fails ---------------------
+
+
+def _listed(values: Iterable[str]) -> str:
+    return ", ".join(values) or "none"
+
+
+def _identity_matches(
+    rule: RuleView, caller: Caller, recording: RecordingFacts, now: datetime
+) -> bool:
+    pattern = rule.identity_pattern
+    return pattern is not None and any(
+        pattern.match(name) for name in (caller.identity, caller.realm_user_id) if name
+    )
+
+
+def _identity_words(
+    rule: RuleView, caller: Caller, recording: RecordingFacts, now: datetime
+) -> str:
+    names = [value for value in (caller.identity, caller.realm_user_id) if value]
+    return (
+        f"needs identity {_listed(rule.identities)}, caller is {' / '.join(names) or 'anonymous'}"
+    )
+
+
+def _worker_sid_matches(
+    rule: RuleView, caller: Caller, recording: RecordingFacts, now: datetime
+) -> bool:
+    return caller.worker_sid in rule.worker_sids
+
+
+def _worker_sid_words(
+    rule: RuleView, caller: Caller, recording: RecordingFacts, now: datetime
+) -> str:
+    return (
+        f"needs worker {_listed(rule.worker_sids)}, "
+        f"caller has {caller.worker_sid or 'no worker SID'}"
+    )
+
+
+def _role_matches(rule: RuleView, caller: Caller, recording: RecordingFacts, now: datetime) -> bool:
+    return any(role in rule.roles for role in caller.roles)
+
+
+def _role_words(rule: RuleView, caller: Caller, recording: RecordingFacts, now: datetime) -> str:
+    return f"needs role {_listed(rule.roles)}, caller has {_listed(caller.roles)}"
+
+
+def _account_matches(
+    rule: RuleView, caller: Caller, recording: RecordingFacts, now: datetime
+) -> bool:
+    return recording.account_sid in rule.account_sids
+
+
+def _account_words(rule: RuleView, caller: Caller, recording: RecordingFacts, now: datetime) -> str:
+    return (
+        f"needs account {_listed(rule.account_sids)}, "
+        f"the recording is in {recording.account_sid or 'no account'}"
+    )
+
+
+def _source_matches(
+    rule: RuleView, caller: Caller, recording: RecordingFacts, now: datetime
+) -> bool:
+    return recording.source in rule.sources
+
+
+def _source_words(rule: RuleView, caller: Caller, recording: RecordingFacts, now: datetime) -> str:
+    return (
+        f"needs source {_listed(rule.sources)}, "
+        f"the recording's source is {recording.source or 'unknown'}"
+    )
+
+
+def _call_matches(rule: RuleView, caller: Caller, recording: RecordingFacts, now: datetime) -> bool:
+    return recording.call_sid in rule.call_sids
+
+
+def _call_words(rule: RuleView, caller: Caller, recording: RecordingFacts, now: datetime) -> str:
+    return (
+        f"needs call {_listed(rule.call_sids)}, "
+        f"the recording is of {recording.call_sid or 'no known call'}"
+    )
+
+
+def _age_matches(rule: RuleView, caller: Caller, recording: RecordingFacts, now: datetime) -> bool:
+    reference = recording.reference_time
+    return reference is not None and now - reference <= timedelta(days=rule.max_age_days or 0)
+
+
+def _age_words(rule: RuleView, caller: Caller, recording: RecordingFacts, now: datetime) -> str:
+    reference = recording.reference_time
+    age = "of unknown age" if reference is None else f"{(now - reference).days} days old"
+    return f"needs a recording at most {rule.max_age_days} days old, the recording is {age}"
+
+
+def _handled_words(needs: str, values: tuple[str, ...], held: tuple[str, ...], what: str) -> str:
+    if not held:
+        return f"needs {needs} {_listed(values)}, the recording has no handling facts"
+    return f"needs {needs} {_listed(values)}, the recording was {what} {_listed(held)}"
+
+
+def _queue_matches(
+    rule: RuleView, caller: Caller, recording: RecordingFacts, now: datetime
+) -> bool:
+    return any(queue in rule.queues for queue in recording.queues)
+
+
+def _queue_words(rule: RuleView, caller: Caller, recording: RecordingFacts, now: datetime) -> str:
+    return _handled_words("queue", rule.queues, recording.queues, "handled in")
+
+
+def _team_matches(rule: RuleView, caller: Caller, recording: RecordingFacts, now: datetime) -> bool:
+    return any(team in rule.teams for team in recording.teams)
+
+
+def _team_words(rule: RuleView, caller: Caller, recording: RecordingFacts, now: datetime) -> str:
+    return _handled_words("team", rule.teams, recording.teams, "handled by")
+
+
+def _worker_matches(
+    rule: RuleView, caller: Caller, recording: RecordingFacts, now: datetime
+) -> bool:
+    return any(worker in rule.workers for worker in recording.workers)
+
+
+def _worker_words(rule: RuleView, caller: Caller, recording: RecordingFacts, now: datetime) -> str:
+    return _handled_words("handling worker", rule.workers, recording.workers, "handled by")
+
+
+def _handled_by_matches(
+    rule: RuleView, caller: Caller, recording: RecordingFacts, now: datetime
+) -> bool:
+    if rule.handled_by == "caller":
+        return bool(caller.worker_sid) and caller.worker_sid in recording.workers
+    if rule.handled_by == "caller_team":
+        return bool(caller.team) and caller.team in recording.teams
+    # A value the validation refuses (a hand-made row): fail closed.
+    return False
+
+
+def _handled_by_words(
+    rule: RuleView, caller: Caller, recording: RecordingFacts, now: datetime
+) -> str:
+    if rule.handled_by == "caller":
+        if not caller.worker_sid:
+            return "needs a recording the caller handled, the caller has no worker SID"
+        return _handled_words(
+            "a recording handled by the caller's worker",
+            (caller.worker_sid,),
+            recording.workers,
+            "handled by",
+        )
+    if rule.handled_by == "caller_team":
+        if not caller.team:
+            return (
+                "needs a recording handled by the caller's team, the caller's team is unknown"
+                " (no worker SID, or the worker directory has no team for it)"
+            )
+        return _handled_words("team", (caller.team,), recording.teams, "handled by")
+    return f"handled_by {rule.handled_by!r} is not a valid value (never matches)"
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """One condition of a rule: whether it is set, whether it matches, and why not."""
+
+    name: str
+    subject: bool
+    is_set: Callable[[RuleView], bool]
+    matches: Callable[[RuleView, Caller, RecordingFacts, datetime], bool]
+    words: Callable[[RuleView, Caller, RecordingFacts, datetime], str]
+
+
+_PARTS = (
+    _Part("identities", True, lambda r: bool(r.identities), _identity_matches, _identity_words),
+    _Part(
+        "worker_sids", True, lambda r: bool(r.worker_sids), _worker_sid_matches, _worker_sid_words
+    ),
+    _Part("roles", True, lambda r: bool(r.roles), _role_matches, _role_words),
+    _Part("account_sids", False, lambda r: bool(r.account_sids), _account_matches, _account_words),
+    _Part("sources", False, lambda r: bool(r.sources), _source_matches, _source_words),
+    _Part("call_sids", False, lambda r: bool(r.call_sids), _call_matches, _call_words),
+    _Part("max_age_days", False, lambda r: r.max_age_days is not None, _age_matches, _age_words),
+    _Part("queues", False, lambda r: bool(r.queues), _queue_matches, _queue_words),
+    _Part("teams", False, lambda r: bool(r.teams), _team_matches, _team_words),
+    _Part("workers", False, lambda r: bool(r.workers), _worker_matches, _worker_words),
+    _Part(
+        "handled_by", False, lambda r: bool(r.handled_by), _handled_by_matches, _handled_by_words
+    ),
+)
+_SUBJECT_PARTS = tuple(part for part in _PARTS if part.subject)
+_SCOPE_PARTS = tuple(part for part in _PARTS if not part.subject)
+
+
+def _holds(
+    parts: tuple[_Part, ...],
+    rule: RuleView,
+    caller: Caller,
+    recording: RecordingFacts,
+    now: datetime,
+) -> bool:
+    return all(
+        not part.is_set(rule) or part.matches(rule, caller, recording, now) for part in parts
+    )
+
+
+def _applies(rule: RuleView, caller: Caller, recording: RecordingFacts, now: datetime) -> bool:
+    """``_in_force`` and every set part of ``_PARTS`` matches: the same predicates, called
+    directly (this runs for every candidate rule of every request)."""
+    return (
+        _in_force(rule, now)
+        and (not rule.identities or _identity_matches(rule, caller, recording, now))
+        and (not rule.worker_sids or caller.worker_sid in rule.worker_sids)
+        and (not rule.roles or _role_matches(rule, caller, recording, now))
+        and (not rule.account_sids or recording.account_sid in rule.account_sids)
+        and (not rule.sources or recording.source in rule.sources)
+        and (not rule.call_sids or recording.call_sid in rule.call_sids)
+        and (rule.max_age_days is None or _age_matches(rule, caller, recording, now))
+        and (not rule.queues or _queue_matches(rule, caller, recording, now))
+        and (not rule.teams or _team_matches(rule, caller, recording, now))
+        and (not rule.workers or _worker_matches(rule, caller, recording, now))
+        and (not rule.handled_by or _handled_by_matches(rule, caller, recording, now))
+    )
+
+
+def _in_force(rule: RuleView, now: datetime) -> bool:
     if not rule.enabled:
         return False
     if rule.valid_from is not None and now < rule.valid_from:
@@ -132,30 +493,95 @@ def _in_force(rule: AccessRule, now: datetime) -> bool:
     return rule.valid_until is None or now < rule.valid_until
 
 
+def _in_force_words(rule: RuleView, now: datetime) -> str:
+    if not rule.enabled:
+        return "the rule is disabled"
+    if rule.valid_from is not None and now < rule.valid_from:
+        return f"the rule applies from {rule.valid_from.isoformat()}"
+    return (
+        f"the rule stopped applying at {rule.valid_until.isoformat() if rule.valid_until else ''}"
+    )
+
+
+# --- The rules in force, cached per process ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Cached:
+    token: str
+    loaded_at: datetime
+    # The earliest validity boundary after ``loaded_at``: the set is exact until then.
+    refresh_at: datetime | None
+    rules: RuleSet
+
+
+_cached: _Cached | None = None
+
+
+def rule_set_token() -> str | None:
+    """The current ``AccessRuleSetVersion`` token, or ``None`` when there is none (one query)."""
+    return AccessRuleSetVersion.objects.filter(pk=1).values_list("token", flat=True).first()
+
+
+def rules_in_force(*, now: datetime) -> RuleSet:
+    """The enabled rules in force at ``now``, as a cached :class:`RuleSet` (see the module
+    docstring): one query while nothing changed, two when the rules must be read again."""
+    global _cached
+    token = rule_set_token()
+    cached = _cached
+    if (
+        token is not None
+        and cached is not None
+        and cached.token == token
+        and cached.loaded_at <= now
+        and (cached.refresh_at is None or now < cached.refresh_at)
+    ):
+        return cached.rules
+    rows = AccessRule.objects.filter(enabled=True).filter(
+        Q(valid_until__isnull=True) | Q(valid_until__gt=now)
+    )
+    views = [RuleView.of(row) for row in rows.values(*_VIEW_FIELDS)]
+    boundaries = [
+        moment
+        for view in views
+        for moment in (view.valid_from, view.valid_until)
+        if moment is not None and moment > now
+    ]
+    rule_set = RuleSet(view for view in views if _in_force(view, now))
+    if token is not None:
+        _cached = _Cached(token, now, min(boundaries, default=None), rule_set)
+    return rule_set
+
+
+def rules_cache_clear() -> None:
+    """Forget the cached rule set (the next decision reads the rules again)."""
+    global _cached
+    _cached = None
+
+
+def _as_rule_set(rules: RuleSet | Iterable[AccessRule | RuleView]) -> RuleSet:
+    return rules if isinstance(rules, RuleSet) else RuleSet(rules)
+
+
 def access_decide(
     *,
     caller: Caller,
     recording: RecordingFacts,
     now: datetime,
-    rules: Sequence[AccessRule] | None = None,
+    rules: RuleSet | Iterable[AccessRule | RuleView] | None = None,
 ) -> Decision:
     """Decide whether ``caller`` may play ``recording`` at ``now``; see the module docstring.
 
-    ``rules`` defaults to the enabled rules in the database (one query); pass them to decide
-    against a given set (tests, previews). ``now`` must be timezone-aware.
+    ``rules`` defaults to the rules in force in the database (:func:`rules_in_force`, cached);
+    pass them to decide against a given set (tests, previews). ``now`` must be timezone-aware.
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("access_decide needs a timezone-aware 'now'")
-    if rules is None:
-        rules = rules_in_force()
-    deciding_deny: AccessRule | None = None
-    deciding_allow: AccessRule | None = None
-    for rule in rules:
-        if not (
-            _in_force(rule, now)
-            and _subject_matches(rule, caller)
-            and _scope_matches(rule, recording, now)
-        ):
+    rule_set = rules_in_force(now=now) if rules is None else _as_rule_set(rules)
+    deciding_deny: RuleView | None = None
+    deciding_allow: RuleView | None = None
+    for rule in rule_set.candidates(caller):
+        if not _applies(rule, caller, recording, now):
             continue
         if rule.effect == RuleEffect.DENY:
             if deciding_deny is None or rule.name < deciding_deny.name:
@@ -165,9 +591,9 @@ def access_decide(
         ):
             deciding_allow = rule
     if deciding_deny is not None:
-        return Decision(False, ReasonCode.DENIED_BY_RULE, deciding_deny.name, deciding_deny.pk)
+        return Decision(False, ReasonCode.DENIED_BY_RULE, deciding_deny.name, deciding_deny.id)
     if deciding_allow is not None:
-        return Decision(True, ReasonCode.ALLOWED_BY_RULE, deciding_allow.name, deciding_allow.pk)
+        return Decision(True, ReasonCode.ALLOWED_BY_RULE, deciding_allow.name, deciding_allow.id)
     return Decision(False, ReasonCode.NO_MATCHING_RULE)
 
 
@@ -177,12 +603,15 @@ class RuleCheck:
 
     ``applies`` is true when the rule is in force at ``now`` and both its subject and its
     recording scope match; it is computed by the same predicates ``access_decide`` uses.
+    ``reasons`` says in words why each failing part failed ("needs role supervisor, caller has
+    agent"), in the order of the rules file; empty when the rule applies.
     """
 
-    rule: AccessRule
+    rule: RuleView
     in_force: bool
     subject_matches: bool
     scope_matches: bool
+    reasons: tuple[str, ...] = field(default=())
 
     @property
     def applies(self) -> bool:
@@ -195,7 +624,7 @@ def access_explain(
     caller: Caller,
     recording: RecordingFacts,
     now: datetime,
-    rules: Sequence[AccessRule],
+    rules: Iterable[AccessRule | RuleView],
 ) -> list[RuleCheck]:
     """For each of ``rules`` (disabled ones included), whether it applies and why not.
 
@@ -203,12 +632,22 @@ def access_explain(
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("access_explain needs a timezone-aware 'now'")
-    return [
-        RuleCheck(
-            rule=rule,
-            in_force=_in_force(rule, now),
-            subject_matches=_subject_matches(rule, caller),
-            scope_matches=_scope_matches(rule, recording, now),
+    checks = []
+    for rule in map(RuleView.of, rules):
+        in_force = _in_force(rule, now)
+        reasons = [] if in_force else [_in_force_words(rule, now)]
+        reasons += [
+            part.words(rule, caller, recording, now)
+            for part in _PARTS
+            if part.is_set(rule) and not part.matches(rule, caller, recording, now)
+        ]
+        checks.append(
+            RuleCheck(
+                rule=rule,
+                in_force=in_force,
+                subject_matches=_holds(_SUBJECT_PARTS, rule, caller, recording, now),
+                scope_matches=_holds(_SCOPE_PARTS, rule, caller, recording, now),
+                reasons=tuple(reasons),
+            )
         )
-        for rule in rules
-    ]
+    return checks

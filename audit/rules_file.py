@@ -1,15 +1,17 @@
 """The access-rules file of docs/contract.md: load it into ``AccessRule`` rows, dump the rows back.
 
-A file lists the rules in force. ``rules_load`` checks the whole file before writing anything
-(unknown fields at any level, a missing ``name`` or ``effect``, wrong types, bad globs, dates,
-effects, duplicate names) and then writes in one transaction; every rule it names ends up
-enabled, with every field the file leaves out at its empty default (lists empty, dates and
-``max_age_days`` null, no reason), as docs/contract.md says. With ``replace=True``,
-enabled rules the file does not name are disabled, never deleted. ``rules_dump`` writes the
-enabled rules, by name, in exactly the file's format, so export → import → export is
-byte-identical. Each change is written to the access log as a ``rule_change`` row, with its
-old and new values. ``rules_preview`` answers what a load would change without writing anything
-(the admin's import shows it before the officer confirms).
+A file lists rules. ``rules_load`` checks the whole file before writing anything (unknown
+fields at any level, a missing ``name`` or ``effect``, wrong types, bad globs, SIDs, dates,
+effects, duplicate names) and then writes in one transaction; every rule it names ends up with
+every field the file leaves out at its empty default (lists empty; ``max_age_days``,
+``handled_by``, dates null; no reason; ``enabled`` true), as docs/contract.md says. With
+``replace=True``, enabled rules the file does not name are disabled, never deleted.
+``rules_dump`` writes every rule, disabled ones included with ``"enabled": false`` (an optional
+field this portal adds to the contract's format), by name, every field spelled out, so
+importing an export changes nothing (``import(export(x)) == x``, a property test) and export →
+import → export is byte-identical. Each change is written to the access log as a
+``rule_change`` row, with its old and new values. ``rules_preview`` answers what a load would
+change without writing anything (the admin's import shows it before the officer confirms).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from django.db import transaction
 
 from audit.models import ACCESS_RULE_FIELDS, AccessRule
 from audit.services import access_rule_change_log, access_rule_values
-from audit.validation import AccessRuleInvalid, access_rule_validate
+from audit.validation import HANDLED_BY_VALUES, AccessRuleInvalid, access_rule_validate
 
 # Field order of a rule in the file, as in docs/contract.md.
 RULE_KEYS = (
@@ -39,11 +41,22 @@ RULE_KEYS = (
     "valid_from",
     "valid_until",
     "reason",
+    "enabled",
 )
-RECORDING_KEYS = ("account_sids", "sources", "call_sids", "max_age_days")
+RECORDING_KEYS = (
+    "account_sids",
+    "sources",
+    "call_sids",
+    "max_age_days",
+    "queues",
+    "teams",
+    "workers",
+    "handled_by",
+)
 # Fields a rule must name; every other field may be left out and takes its empty default.
 REQUIRED_RULE_KEYS = ("name", "effect")
-# What an omitted field means (docs/contract.md): lists empty, dates and the age null, no reason.
+# What an omitted field means (docs/contract.md): lists empty; the age, handled_by and dates
+# null; no reason; and (this portal's addition) enabled.
 DEFAULTS: dict[str, Any] = {
     "identities": [],
     "worker_sids": [],
@@ -52,15 +65,17 @@ DEFAULTS: dict[str, Any] = {
     "sources": [],
     "call_sids": [],
     "max_age_days": None,
+    "queues": [],
+    "teams": [],
+    "workers": [],
+    "handled_by": None,
     "valid_from": None,
     "valid_until": None,
     "reason": "",
+    "enabled": True,
 }
-# Recording-scope fields of the contract that this portal's rules cannot hold yet (they need the
-# handling facts of a later issue): refused like unknown fields, with a clearer message.
-UNSUPPORTED_RECORDING_KEYS = ("queues", "teams", "workers", "handled_by")
-# The model fields a file sets (everything but the bookkeeping fields).
-MODEL_FIELDS = tuple(field for field in ACCESS_RULE_FIELDS if field != "name")
+# The model fields a file sets (everything but the name and the bookkeeping fields).
+MODEL_FIELDS = (*(field for field in ACCESS_RULE_FIELDS if field != "name"), "enabled")
 
 
 class RulesFileError(ValueError):
@@ -141,12 +156,7 @@ def _rule_values(raw: Any, label: str, problems: list[str]) -> dict[str, Any] | 
         problems.append(f"{label}: field 'recordings' must be a JSON object")
         scope = {}
     for key in scope:
-        if key in UNSUPPORTED_RECORDING_KEYS:
-            problems.append(
-                f"{label}: field 'recordings.{key}' is not supported by this version of the "
-                "portal (rules cannot look at who handled a recording yet)"
-            )
-        elif key not in RECORDING_KEYS:
+        if key not in RECORDING_KEYS:
             problems.append(f"{label}: unknown field 'recordings.{key}'")
     if len(problems) > count_before:
         return None
@@ -165,6 +175,12 @@ def _rule_values(raw: Any, label: str, problems: list[str]) -> dict[str, Any] | 
     )
     file_names = {key: key for key in values}
     file_names.update({key: f"recordings.{key}" for key in RECORDING_KEYS})
+    if values["handled_by"] == "":
+        # The model's "no condition" is "", but the file says null: "" there is a typo.
+        problems.append(
+            f"{label}: field 'recordings.handled_by': must be null, "
+            f"{' or '.join(HANDLED_BY_VALUES)}, not ''"
+        )
     for key in ("valid_from", "valid_until"):
         try:
             values[key] = _datetime_parse(values[key])
@@ -220,11 +236,8 @@ def _rule_change_log(
 
 
 def _changed_fields(rule: AccessRule, values: Mapping[str, Any]) -> list[str]:
-    """The fields loading ``values`` would change on ``rule`` (``enabled`` when it is off)."""
-    changed = [key for key in MODEL_FIELDS if getattr(rule, key) != values[key]]
-    if not rule.enabled:
-        changed.append("enabled")
-    return changed
+    """The fields loading ``values`` would change on ``rule``."""
+    return [key for key in MODEL_FIELDS if getattr(rule, key) != values[key]]
 
 
 @dataclass(frozen=True)
@@ -239,8 +252,11 @@ class RulePreview:
 
 
 def _file_value(key: str, value: Any) -> Any:
+    """A model value as the file spells it."""
     if key in ("valid_from", "valid_until"):
         return _timestamp(value)
+    if key == "handled_by":
+        return value or None
     return list(value) if isinstance(value, list | tuple) else value
 
 
@@ -269,13 +285,7 @@ def rules_preview(data: Mapping[str, Any], *, replace: bool) -> list[RulePreview
             continue
         changed = _changed_fields(rule, values)
         fields = tuple(
-            ("enabled", False, True)
-            if key == "enabled"
-            else (
-                _file_name(key),
-                _file_value(key, getattr(rule, key)),
-                _file_value(key, values[key]),
-            )
+            (_file_name(key), _file_value(key, getattr(rule, key)), _file_value(key, values[key]))
             for key in changed
         )
         previews.append(RulePreview(rule.name, "updated" if changed else "unchanged", fields))
@@ -300,8 +310,9 @@ def rules_state_fingerprint() -> str:
 def rules_load(data: Mapping[str, Any], *, replace: bool, actor: str = "cli") -> ImportSummary:
     """Validate a parsed rules file, then write it in one transaction; answer what changed.
 
-    Rules are matched by ``name``: new ones are created, existing ones updated (and enabled).
-    With ``replace``, enabled rules absent from the file are disabled. Nothing is ever deleted.
+    Rules are matched by ``name``: new ones are created, existing ones updated (and enabled,
+    unless the file says ``"enabled": false``). With ``replace``, enabled rules absent from the
+    file are disabled. Nothing is ever deleted.
     ``actor`` is recorded as the identity of the ``rule_change`` log rows.
     """
     parsed = rules_file_validate(data)
@@ -321,7 +332,6 @@ def rules_load(data: Mapping[str, Any], *, replace: bool, actor: str = "cli") ->
         before = access_rule_values(rule)
         for key in MODEL_FIELDS:
             setattr(rule, key, values[key])
-        rule.enabled = True
         rule.save()
         summary.updated.append(rule.name)
         _rule_change_log(rule=rule, change="updated", before=before, actor=actor)
@@ -343,34 +353,22 @@ def _timestamp(value: datetime | None) -> str | None:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def rules_dump() -> dict[str, Any]:
-    """The enabled rules, ordered by name, in the rules-file format of docs/contract.md.
-
-    Disabled rules are left out: the file lists the rules in force, and importing it must not
-    bring a disabled rule back.
-    """
+def _rule_dump(rule: AccessRule) -> dict[str, Any]:
+    """One rule in the file's format, every field spelled out, in docs/contract.md's order."""
+    scope = {key: _file_value(key, getattr(rule, key)) for key in RECORDING_KEYS}
     return {
-        "rules": [
-            {
-                "name": rule.name,
-                "effect": rule.effect,
-                "identities": list(rule.identities),
-                "worker_sids": list(rule.worker_sids),
-                "roles": list(rule.roles),
-                "recordings": {
-                    "account_sids": list(rule.account_sids),
-                    "sources": list(rule.sources),
-                    "call_sids": list(rule.call_sids),
-                    "max_age_days": rule.max_age_days,
-                },
-                "valid_from": _timestamp(rule.valid_from),
-                "valid_until": _timestamp(rule.valid_until),
-                "reason": rule.reason,
-            }
-            # Sorted in Python: database collations order names differently.
-            for rule in sorted(AccessRule.objects.filter(enabled=True), key=lambda r: r.name)
-        ]
+        key: scope if key == "recordings" else _file_value(key, getattr(rule, key))
+        for key in RULE_KEYS
     }
+
+
+def rules_dump() -> dict[str, Any]:
+    """Every rule, disabled ones included (``"enabled": false``), ordered by name, in the
+    rules-file format of docs/contract.md: loading it (with ``replace``) gives back exactly the
+    rules it was made from."""
+    # Sorted in Python: database collations order names differently.
+    rules = sorted(AccessRule.objects.all(), key=lambda rule: rule.name)
+    return {"rules": [_rule_dump(rule) for rule in rules]}
 
 
 def rules_dump_text() -> str:

@@ -14,16 +14,26 @@ from datetime import UTC, datetime
 from typing import Any
 
 RULE_EFFECTS = ("allow", "deny")
+# ``handled_by`` values; the model stores "no condition" as "" (the rules file says null).
+HANDLED_BY_VALUES = ("caller", "caller_team")
 
 # Subject lists, then recording-scope lists, as they are named on the model.
 SUBJECT_LIST_FIELDS = ("identities", "worker_sids", "roles")
-SCOPE_LIST_FIELDS = ("account_sids", "sources", "call_sids")
+SCOPE_LIST_FIELDS = ("account_sids", "sources", "call_sids", "queues", "teams", "workers")
 LIST_FIELDS = SUBJECT_LIST_FIELDS + SCOPE_LIST_FIELDS
 
 NAME_MAX_LENGTH = 100
 GLOB_MAX_LENGTH = 200
 ROLE_MAX_LENGTH = 100
 SOURCE_MAX_LENGTH = 64
+# Queue and team names as TaskRouter and the worker directory hold them (255-character columns).
+HANDLING_NAME_MAX_LENGTH = 255
+_TEXT_LIMITS = {
+    "roles": ROLE_MAX_LENGTH,
+    "sources": SOURCE_MAX_LENGTH,
+    "queues": HANDLING_NAME_MAX_LENGTH,
+    "teams": HANDLING_NAME_MAX_LENGTH,
+}
 REASON_MAX_LENGTH = 2000
 # A hundred years: beyond that the limit means nothing, and the value must fit every database's
 # integer column.
@@ -33,6 +43,7 @@ MAX_AGE_DAYS_LIMIT = 36500
 # equal a real one, so it is rejected rather than silently never matching.
 _SID_PATTERNS = {
     "worker_sids": re.compile(r"WK[0-9a-f]{32}"),
+    "workers": re.compile(r"WK[0-9a-f]{32}"),
     "account_sids": re.compile(r"AC[0-9a-f]{32}"),
     "call_sids": re.compile(r"CA[0-9a-f]{32}"),
 }
@@ -118,7 +129,7 @@ def _string_list_problem(field: str, values: Any) -> str | None:
                 prefix = _SID_PATTERNS[field].pattern[:2]
                 return f"{value!r} is not a SID ({prefix} followed by 32 lowercase hex digits)"
             continue
-        limit = ROLE_MAX_LENGTH if field == "roles" else SOURCE_MAX_LENGTH
+        limit = _TEXT_LIMITS[field]
         if not value or value != value.strip() or _CONTROL_CHARACTERS.search(value):
             return f"{value!r} must be non-empty, without surrounding spaces or control characters"
         if len(value) > limit:
@@ -139,12 +150,14 @@ def _datetime_problem(value: Any) -> str | None:
 def access_rule_validate(values: Mapping[str, Any]) -> dict[str, Any]:
     """Check one rule's values and answer them normalized, or raise :class:`AccessRuleInvalid`.
 
-    ``values`` uses the model's field names (``name``, ``effect``, the six lists,
-    ``max_age_days``, ``valid_from``, ``valid_until``, ``reason``); fields that are absent are not
-    checked, so the admin's partial forms and the full file import share this function.
+    ``values`` uses the model's field names (``name``, ``effect``, the nine lists,
+    ``max_age_days``, ``handled_by``, ``valid_from``, ``valid_until``, ``reason``, ``enabled``);
+    fields that are absent are not checked, so the admin's partial forms and the full file
+    import share this function.
 
-    Normalization: lists become lists, datetimes become UTC and lose sub-second digits (the rules
-    file has whole seconds, and export must reproduce what import stored).
+    Normalization: lists become lists, ``handled_by`` ``None`` becomes ``""`` (the model's "no
+    condition"), datetimes become UTC and lose sub-second digits (the rules file has whole
+    seconds, and export must reproduce what import stored).
     """
     errors: dict[str, str] = {}
     cleaned: dict[str, Any] = dict(values)
@@ -197,12 +210,27 @@ def access_rule_validate(values: Mapping[str, Any]) -> dict[str, Any]:
     ):
         errors["valid_until"] = "must be later than valid_from (the rule would never apply)"
 
+    if "handled_by" in values:
+        handled_by = values["handled_by"]
+        if handled_by is None or handled_by == "":
+            cleaned["handled_by"] = ""
+        elif handled_by not in HANDLED_BY_VALUES:
+            errors["handled_by"] = (
+                f"must be null, {' or '.join(HANDLED_BY_VALUES)}, not {handled_by!r}"
+            )
+
+    if "enabled" in values and not isinstance(values["enabled"], bool):
+        errors["enabled"] = "must be true or false"
+
     if "reason" in values:
         reason = values["reason"]
         if not isinstance(reason, str):
             errors["reason"] = "must be a string"
         elif len(reason) > REASON_MAX_LENGTH:
             errors["reason"] = f"must be at most {REASON_MAX_LENGTH} characters"
+        elif "\x00" in reason:
+            # PostgreSQL text cannot hold NUL: refused here with words, not by the database.
+            errors["reason"] = "must not contain NUL characters"
 
     if errors:
         raise AccessRuleInvalid(errors)

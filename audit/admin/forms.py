@@ -1,4 +1,4 @@
-"""Forms of the audit admin pages: the rule tester and the rules-file import.
+"""Forms of the audit admin pages: the access rule, the rule tester and the rules-file import.
 
 Each form only turns text into values (and says what is wrong in a sentence); deciding and
 writing stay in ``audit.decisions`` and ``audit.rules_file``.
@@ -14,12 +14,33 @@ from django import forms
 from django.utils import timezone
 
 from audit.decisions import Caller, RecordingFacts
+from audit.models import ACCESS_RULE_FIELDS, AccessRule
 from audit.rules_file import RulesFileError, rules_json_parse
+from audit.validation import LIST_FIELDS
 from portal.sids import RECORDING_SID
 from recordings.models import Recording
+from recordings.playback.player_requests import caller_team_of
 
 RULES_FILE_MAX_BYTES = 1024 * 1024
 _WORKER_SID = re.compile(r"WK[0-9a-f]{32}")
+
+
+class AccessRuleForm(forms.ModelForm):
+    """The admin's rule form: a list left blank means the empty list (no condition), as an
+    omitted field does in the rules file; everything else is ``AccessRule.clean``'s."""
+
+    class Meta:
+        model = AccessRule
+        fields = (*ACCESS_RULE_FIELDS, "enabled")
+
+    def clean(self) -> dict[str, Any]:
+        """Blank list fields become ``[]`` before the model's own validation runs."""
+        super().clean()
+        cleaned = self.cleaned_data
+        for name in LIST_FIELDS:
+            if name in cleaned and cleaned[name] is None:
+                cleaned[name] = []
+        return cleaned
 
 
 class RuleTestForm(forms.Form):
@@ -63,7 +84,8 @@ class RuleTestForm(forms.Form):
         return value
 
     def caller(self) -> Caller:
-        """The caller, as a validated Flex token would describe it."""
+        """The caller, as a validated Flex token would describe it, with the team the worker
+        directory gives its worker SID (what ``handled_by: caller_team`` compares)."""
         data = self.cleaned_data
         roles = tuple(role.strip() for role in data["roles"].split(",") if role.strip())
         return Caller(
@@ -71,6 +93,7 @@ class RuleTestForm(forms.Form):
             realm_user_id=data["realm_user_id"].strip(),
             worker_sid=data["worker_sid"],
             roles=roles,
+            team=caller_team_of(worker_sid=data["worker_sid"]),
         )
 
     def recording_facts(self) -> RecordingFacts:

@@ -12,6 +12,7 @@ from django.urls import reverse
 
 from audit.models import AccessLog, AccessRule
 from audit.rules_file import rules_dump_text
+from recordings.models import FlexWorker
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("audit.tests.urls")]
 
@@ -240,3 +241,78 @@ def test_export_downloads_the_rules_file(admin_client, rules):
     response = admin_client.get(reverse("admin:audit_accessrule_export"))
     assert response["Content-Disposition"] == 'attachment; filename="access-rules.json"'
     assert response.content.decode() == rules_dump_text()
+
+
+def test_the_admin_form_takes_the_handling_fields_and_blank_lists(admin_client):
+    form = {
+        **FORM,
+        "queues": '["Sales"]',
+        "teams": "",  # blank: no condition, like an omitted field in the rules file
+        "workers": '["WK' + "b" * 32 + '"]',
+        "handled_by": "caller_team",
+    }
+    response = admin_client.post(reverse("admin:audit_accessrule_add"), form)
+    assert response.status_code == 302
+    rule = AccessRule.objects.get()
+    assert (rule.queues, rule.teams, rule.workers, rule.handled_by) == (
+        ["Sales"],
+        [],
+        ["WK" + "b" * 32],
+        "caller_team",
+    )
+    assert rule_changes()[-1].detail["changes"]["handled_by"] == {
+        "old": None,
+        "new": "caller_team",
+    }
+    bad = admin_client.post(
+        reverse("admin:audit_accessrule_add"), {**form, "name": "bad", "workers": '["sam"]'}
+    )
+    assert "is not a SID" in str(bad.context["adminform"].form.errors["workers"])
+
+
+def test_rule_tester_says_why_with_the_callers_team(admin_client, recording_factory):
+    worker_sid = "WK" + "c" * 32
+    FlexWorker.objects.create(sid=worker_sid, workspace_sid="WS" + "0" * 32, team_name="Team Blue")
+    recording = recording_factory(
+        handled_worker_sids=["WK" + "d" * 32], handled_team_names=["Team Green"]
+    )
+    AccessRule.objects.create(
+        name="own-team", effect="allow", roles=["supervisor"], handled_by="caller_team"
+    )
+    AccessRule.objects.create(name="supervisors", effect="allow", roles=["supervisor"])
+    query = {
+        "identity": "sam",
+        "roles": "agent",
+        "worker_sid": worker_sid,
+        "recording_sid": recording.sid,
+    }
+    response = admin_client.get(reverse("admin:audit_accessrule_test"), query)
+    assert response.context["caller"].team == "Team Blue"
+    checks = {check.rule.name: check for check in response.context["checks"]}
+    assert checks["own-team"].reasons == (
+        "needs role supervisor, caller has agent",
+        "needs team Team Blue, the recording was handled by Team Green",
+    )
+    content = response.content.decode()
+    assert "needs team Team Blue, the recording was handled by Team Green" in content
+    assert "Team Blue" in content
+
+
+def test_import_preview_shows_the_handling_fields(admin_client):
+    data = {
+        "rules": [
+            {
+                "name": "team",
+                "effect": "allow",
+                "recordings": {"teams": ["Team Blue"], "handled_by": "caller"},
+                "enabled": False,
+            }
+        ]
+    }
+    response = admin_client.post(
+        reverse("admin:audit_accessrule_import"), {"content": json.dumps(data)}
+    )
+    fields = response.context["preview"][0]["fields"]
+    assert ("recordings.teams", "null", '["Team Blue"]') in fields
+    assert ("recordings.handled_by", "null", '"caller"') in fields
+    assert ("enabled", "null", "false") in fields

@@ -9,7 +9,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audit.decisions import Caller, Decision, RecordingFacts, access_decide
+from audit.decisions import (
+    Caller,
+    Decision,
+    RecordingFacts,
+    RuleView,
+    access_decide,
+    access_explain,
+    rules_in_force,
+)
 from audit.models import AccessRule
 from recordings.models import Recording
 
@@ -104,6 +112,30 @@ def reference_decide(caller, recording, now, rules):
                 continue
             if (now - started).total_seconds() > rule.max_age_days * 86400:
                 continue
+        # Who handled it: any listed value among the recording's handling facts.
+        skip = False
+        for wanted, held in (
+            (rule.queues, recording.queues),
+            (rule.teams, recording.teams),
+            (rule.workers, recording.workers),
+        ):
+            if len(wanted) > 0:
+                found = False
+                for value in held:
+                    if value in wanted:
+                        found = True
+                if not found:
+                    skip = True
+        if skip:
+            continue
+        if rule.handled_by == "caller" and (
+            caller.worker_sid == "" or caller.worker_sid not in recording.workers
+        ):
+            continue
+        if rule.handled_by == "caller_team" and (
+            caller.team == "" or caller.team not in recording.teams
+        ):
+            continue
         if rule.effect == "deny":
             denies.append(rule)
         else:
@@ -129,6 +161,8 @@ NAMES = ["alice", "bob", "qa_1", "qa_22", "Qa_3", "usr-9", ""]
 GLOBS = ["*", "qa_*", "alice", "b?b", "[ab]*", "qa_[12]*", "*2", "[!q]*", "QA_*", "[a-c]?*"]
 ROLES = ["supervisor", "admin", "agent", "wfo.full_access", "wfo.quality_manager"]
 SOURCES = ["DialVerb", "RecordVerb", "Conference"]
+TEAMS = ["Team Blue", "Team Green", "Équipe"]
+QUEUES = ["Sales", "Support", "WQ" + "a" * 32]
 OFFSETS = [
     timedelta(0),
     timedelta(seconds=1),
@@ -169,13 +203,18 @@ def rule_sets(draw):
                 id=index + 1,
                 name=name,
                 effect=draw(st.sampled_from(["allow", "deny"])),
-                identities=draw(small_list(GLOBS)),
                 worker_sids=draw(small_list([WORKER_A, WORKER_B])),
+                # Literal identities half the time, so the index by identity is exercised.
+                identities=draw(st.one_of(small_list(GLOBS), small_list(NAMES[:-1]))),
                 roles=draw(small_list(ROLES)),
                 account_sids=draw(small_list([ACCOUNT_A, ACCOUNT_B])),
                 sources=draw(small_list(SOURCES)),
                 call_sids=draw(small_list([CALL_A, CALL_B])),
                 max_age_days=draw(st.one_of(st.none(), st.integers(min_value=0, max_value=4))),
+                queues=draw(small_list(QUEUES)),
+                teams=draw(small_list(TEAMS)),
+                workers=draw(small_list([WORKER_A, WORKER_B])),
+                handled_by=draw(st.sampled_from(["", "", "caller", "caller_team"])),
                 valid_from=draw(moments),
                 valid_until=draw(moments),
                 enabled=draw(st.booleans()),
@@ -191,6 +230,7 @@ callers = st.builds(
     realm_user_id=st.sampled_from(["", *NAMES]),
     worker_sid=st.sampled_from(["", WORKER_A, WORKER_B]),
     roles=st.lists(st.sampled_from(ROLES), max_size=3, unique=True).map(tuple),
+    team=st.sampled_from(["", *TEAMS]),
 )
 recordings = st.builds(
     RecordingFacts,
@@ -200,6 +240,9 @@ recordings = st.builds(
     call_sid=st.sampled_from(["", CALL_A, CALL_B]),
     start_time=moments,
     date_created=moments,
+    workers=st.lists(st.sampled_from([WORKER_A, WORKER_B]), max_size=2, unique=True).map(tuple),
+    teams=st.lists(st.sampled_from(TEAMS), max_size=2, unique=True).map(tuple),
+    queues=st.lists(st.sampled_from(QUEUES), max_size=2, unique=True).map(tuple),
 )
 
 
@@ -214,6 +257,14 @@ def test_access_decide_agrees_with_the_plain_reference(caller, recording, rules)
         decision.rule_name,
         decision.rule_id,
     ) == expected
+    # The tester's explanation agrees too: a rule applies exactly when it has no "why not".
+    checks = access_explain(caller=caller, recording=recording, now=NOW, rules=rules)
+    applying = {check.rule.name for check in checks if check.applies}
+    assert all(bool(check.reasons) is not check.applies for check in checks)
+    if expected[2] is not None:
+        assert expected[2] in applying
+    else:
+        assert not applying
 
 
 @settings(max_examples=300, deadline=None)
@@ -370,12 +421,16 @@ def test_now_must_be_aware():
 
 
 @pytest.mark.django_db
-def test_rules_come_from_the_database_in_one_query_enabled_only(django_assert_num_queries):
+def test_rules_come_from_the_database_enabled_only_then_from_the_cache(
+    django_assert_num_queries,
+):
     AccessRule.objects.create(name="off", effect="allow", enabled=False)
     on = AccessRule.objects.create(name="on", effect="allow", roles=["supervisor"])
-    with django_assert_num_queries(1):
+    with django_assert_num_queries(2):  # the version token, then the rules
         decision = access_decide(caller=CALLER, recording=RECORDING, now=NOW)
     assert decision == Decision(True, "allowed_by_rule", "on", on.pk)
+    with django_assert_num_queries(1):  # the version token only
+        assert access_decide(caller=CALLER, recording=RECORDING, now=NOW) == decision
 
 
 def test_facts_from_a_recording_row():
@@ -398,3 +453,106 @@ def test_facts_from_a_recording_row():
         date_created=NOW,
     )
     assert facts.reference_time == started
+
+
+# --- Who handled it ------------------------------------------------------------------------
+
+HANDLED = RecordingFacts(
+    sid="RE" + "3" * 32,
+    account_sid=ACCOUNT_A,
+    workers=(WORKER_B,),
+    teams=("Team Green",),
+    queues=("WQ" + "a" * 32, "Sales"),
+)
+UNHANDLED = RecordingFacts(sid="RE" + "4" * 32, account_sid=ACCOUNT_A)
+BLUE_AGENT = Caller(identity="sam", worker_sid=WORKER_A, roles=("agent",), team="Team Blue")
+GREEN_AGENT = Caller(identity="kim", worker_sid=WORKER_B, roles=("agent",), team="Team Green")
+
+
+@pytest.mark.parametrize(
+    ("scope", "allowed"),
+    [
+        ({"queues": ["Sales"]}, True),  # by name
+        ({"queues": ["WQ" + "a" * 32]}, True),  # by SID
+        ({"queues": ["Support"]}, False),
+        ({"teams": ["Team Green", "Team Red"]}, True),
+        ({"teams": ["Team Blue"]}, False),
+        ({"workers": [WORKER_B]}, True),
+        ({"workers": [WORKER_A]}, False),
+        ({"teams": ["Team Green"], "queues": ["Support"]}, False),
+    ],
+)
+def test_handling_scope_matches_any_handling_fact(scope, allowed):
+    assert decide(rule(**scope), recording=HANDLED).allowed is allowed
+    # A recording without handling facts never matches a rule that needs them.
+    assert not decide(rule(**scope), recording=UNHANDLED).allowed
+
+
+def test_handled_by_caller_needs_the_callers_own_worker():
+    own = rule(handled_by="caller", roles=["agent"])
+    assert decide(own, caller=GREEN_AGENT, recording=HANDLED).allowed
+    assert not decide(own, caller=BLUE_AGENT, recording=HANDLED).allowed
+    assert not decide(own, caller=GREEN_AGENT, recording=UNHANDLED).allowed
+    no_worker = Caller(identity="kim", roles=("agent",), team="Team Green")
+    assert not decide(own, caller=no_worker, recording=HANDLED).allowed
+
+
+def test_handled_by_caller_team_needs_a_known_team():
+    team = rule(handled_by="caller_team")
+    assert decide(team, caller=GREEN_AGENT, recording=HANDLED).allowed
+    assert not decide(team, caller=BLUE_AGENT, recording=HANDLED).allowed
+    assert not decide(team, caller=GREEN_AGENT, recording=UNHANDLED).allowed
+    # An empty team never matches, not even a recording whose team is empty too.
+    teamless = Caller(identity="kim", worker_sid=WORKER_B)
+    blank_team = RecordingFacts("RE1", ACCOUNT_A, workers=(WORKER_B,), teams=("",))
+    assert not decide(team, caller=teamless, recording=blank_team).allowed
+
+
+def test_the_explanation_says_why_in_words():
+    rules = [
+        rule("blue", id=1, teams=["Team Blue"]),
+        rule("supervisors", id=2, roles=["supervisor"]),
+        rule("own", id=3, handled_by="caller_team"),
+        rule("later", id=4, valid_from=NOW + timedelta(days=1)),
+        rule("green", id=5, teams=["Team Green"]),
+    ]
+    checks = {
+        check.rule.name: check
+        for check in access_explain(caller=BLUE_AGENT, recording=HANDLED, now=NOW, rules=rules)
+    }
+    assert checks["blue"].reasons == (
+        "needs team Team Blue, the recording was handled by Team Green",
+    )
+    assert checks["supervisors"].reasons == ("needs role supervisor, caller has agent",)
+    assert checks["own"].reasons == (
+        "needs team Team Blue, the recording was handled by Team Green",
+    )
+    assert checks["later"].reasons[0].startswith("the rule applies from 2026-06-02")
+    assert checks["green"].applies
+    assert checks["green"].reasons == ()
+    unhandled = access_explain(caller=BLUE_AGENT, recording=UNHANDLED, now=NOW, rules=rules[:1])
+    assert unhandled[0].reasons == ("needs team Team Blue, the recording has no handling facts",)
+
+
+def test_rule_views_and_model_rules_decide_alike():
+    model = rule("r", id=9, teams=["Team Green"], handled_by="caller")
+    view = RuleView.of(model)
+    assert view.teams == ("Team Green",)
+    assert view.pk == 9
+    assert decide(model, caller=GREEN_AGENT, recording=HANDLED) == decide(
+        view, caller=GREEN_AGENT, recording=HANDLED
+    )
+
+
+@pytest.mark.django_db
+def test_expired_and_future_rules_are_left_out_of_the_cached_set():
+    AccessRule.objects.create(name="expired", effect="allow", valid_until=NOW)
+    AccessRule.objects.create(name="later", effect="allow", valid_from=NOW + timedelta(hours=1))
+    AccessRule.objects.create(name="now", effect="deny", valid_until=NOW + timedelta(hours=2))
+    assert [view.name for view in rules_in_force(now=NOW).rules] == ["now"]
+    # At the next boundary the set is read again: "later" starts to apply.
+    later = NOW + timedelta(hours=1)
+    assert [view.name for view in rules_in_force(now=later).rules] == ["later", "now"]
+    # Past "now"'s end only "later" is left, and it allows.
+    after = NOW + timedelta(hours=3)
+    assert access_decide(caller=CALLER, recording=RECORDING, now=after).rule_name == "later"

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import copy
 import json
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import transaction
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from audit.models import AccessLog, AccessRule
-from audit.rules_file import RulesFileError, rules_dump, rules_load, rules_preview
+from audit.rules_file import (
+    RulesFileError,
+    rules_dump,
+    rules_dump_text,
+    rules_load,
+    rules_preview,
+)
 from audit.tests.helpers import command_output
 
 pytestmark = pytest.mark.django_db
@@ -52,6 +62,20 @@ SECOND_RULE = {
 }
 
 
+# What the export spells out beyond the contract's example: the handling scope fields at their
+# empty defaults, and this portal's optional "enabled" flag.
+HANDLING_DEFAULTS = {"queues": [], "teams": [], "workers": [], "handled_by": None}
+
+
+def spelled_out(rule: dict) -> dict:
+    """A rule as the export writes it: every field, in the file's order."""
+    full = {key: value for key, value in rule.items() if key != "recordings"}
+    full["recordings"] = {**rule["recordings"], **HANDLING_DEFAULTS}
+    full.setdefault("enabled", True)
+    order = [*list(rule), "enabled"]
+    return {key: full[key] for key in dict.fromkeys(order)}
+
+
 def two_rules() -> dict:
     data = copy.deepcopy(CONTRACT_EXAMPLE)
     data["rules"].append(copy.deepcopy(SECOND_RULE))
@@ -75,8 +99,19 @@ def database_state() -> tuple:
 
 def test_the_contract_example_exports_in_the_contract_format(tmp_path):
     import_file(tmp_path, json.dumps(CONTRACT_EXAMPLE))
-    assert json.loads(export()) == CONTRACT_EXAMPLE
-    assert export() == json.dumps(CONTRACT_EXAMPLE, indent=2) + "\n"
+    expected = {"rules": [spelled_out(CONTRACT_EXAMPLE["rules"][0])]}
+    assert json.loads(export()) == expected
+    assert export() == json.dumps(expected, indent=2) + "\n"
+    assert list(rules_dump()["rules"][0]["recordings"]) == [
+        "account_sids",
+        "sources",
+        "call_sids",
+        "max_age_days",
+        "queues",
+        "teams",
+        "workers",
+        "handled_by",
+    ]
     assert list(rules_dump()["rules"][0]) == [
         "name",
         "effect",
@@ -87,6 +122,7 @@ def test_the_contract_example_exports_in_the_contract_format(tmp_path):
         "valid_from",
         "valid_until",
         "reason",
+        "enabled",
     ]
 
 
@@ -130,7 +166,10 @@ def test_without_replace_other_rules_stay_and_with_replace_they_are_disabled(tmp
     assert summary.disabled == ["contractor-lockout"]
     lockout = AccessRule.objects.get(name="contractor-lockout")  # kept, never deleted
     assert lockout.enabled is False
-    assert [rule["name"] for rule in rules_dump()["rules"]] == ["qa-supervisors"]
+    assert [(rule["name"], rule["enabled"]) for rule in rules_dump()["rules"]] == [
+        ("contractor-lockout", False),
+        ("qa-supervisors", True),
+    ]
     summary = rules_load(two_rules(), replace=True)
     assert summary.updated == ["contractor-lockout"]
     assert AccessRule.objects.get(name="contractor-lockout").enabled is True
@@ -180,13 +219,29 @@ BAD_FILES = {
         bad(lambda d: d["rules"][1].pop("effect")),
         "rule 'contractor-lockout' (#2): missing field 'effect'",
     ),
-    "a later issue's scope field": (
-        bad(first_scope(queues=["Sales"])),
-        "rule 'qa-supervisors' (#1): field 'recordings.queues' is not supported",
+    "unknown handled_by": (
+        bad(first_scope(handled_by="team")),
+        "rule 'qa-supervisors' (#1): field 'recordings.handled_by': must be null, caller or"
+        " caller_team, not 'team'",
     ),
-    "a later issue's handled_by, even null": (
-        bad(first_scope(handled_by=None)),
-        "field 'recordings.handled_by' is not supported",
+    "handled_by empty string": (bad(first_scope(handled_by="")), "field 'recordings.handled_by'"),
+    "queues as a string": (
+        bad(first_scope(queues="Sales")),
+        "field 'recordings.queues': must be a list",
+    ),
+    "team that is not a string": (
+        bad(first_scope(teams=["Team Blue", 7])),
+        "field 'recordings.teams': must be a list of strings",
+    ),
+    "blank team": (bad(first_scope(teams=[" "])), "field 'recordings.teams'"),
+    "handling worker that is no SID": (
+        bad(first_scope(workers=["sam@example.com"])),
+        "field 'recordings.workers': 'sam@example.com' is not a SID",
+    ),
+    "enabled as a string": (bad(first_rule(enabled="yes")), "field 'enabled': must be true"),
+    "unknown field inside a rule with omitted ones": (
+        {"rules": [{"name": "x", "effect": "allow", "recordings": {"team": ["A"]}}]},
+        "rule 'x' (#1): unknown field 'recordings.team'",
     ),
     "unknown field beside omitted ones": (
         {"rules": [{"name": "x", "effect": "allow", "role": ["supervisor"]}]},
@@ -290,10 +345,17 @@ FULL_MINIMAL_RULE = {
     "identities": [],
     "worker_sids": [],
     "roles": ["supervisor"],
-    "recordings": {"account_sids": [], "sources": [], "call_sids": [], "max_age_days": None},
+    "recordings": {
+        "account_sids": [],
+        "sources": [],
+        "call_sids": [],
+        "max_age_days": None,
+        **HANDLING_DEFAULTS,
+    },
     "valid_from": None,
     "valid_until": None,
     "reason": "",
+    "enabled": True,
 }
 
 
@@ -348,3 +410,162 @@ def test_the_import_preview_accepts_omitted_fields():
     assert previews["qa-supervisors"].change == "updated"
     assert ("valid_until", "2027-06-30T00:00:00Z", None) in previews["qa-supervisors"].fields
     assert AccessRule.objects.count() == 2  # a preview writes nothing
+
+
+WORKER_B = "WK" + "b" * 32
+HANDLING_RULE = {
+    "name": "team-blue-supervisors",
+    "effect": "allow",
+    "roles": ["supervisor"],
+    "recordings": {
+        "queues": ["WQ" + "c" * 32, "Sales"],
+        "teams": ["Team Blue"],
+        "workers": [WORKER_B],
+        "handled_by": "caller_team",
+    },
+}
+
+
+def test_handling_fields_load_export_and_preview():
+    rules_load({"rules": [HANDLING_RULE]}, replace=False)
+    rule = AccessRule.objects.get(name="team-blue-supervisors")
+    assert (rule.queues, rule.teams, rule.workers, rule.handled_by) == (
+        ["WQ" + "c" * 32, "Sales"],
+        ["Team Blue"],
+        [WORKER_B],
+        "caller_team",
+    )
+    scope = rules_dump()["rules"][0]["recordings"]
+    assert scope == {
+        "account_sids": [],
+        "sources": [],
+        "call_sids": [],
+        "max_age_days": None,
+        **HANDLING_RULE["recordings"],
+    }
+    changed = copy.deepcopy(HANDLING_RULE)
+    changed["recordings"]["handled_by"] = None
+    changed["recordings"]["teams"] = ["Team Blue", "Team Green"]
+    (preview,) = rules_preview({"rules": [changed]}, replace=False)
+    assert preview.change == "updated"
+    assert preview.fields == (
+        ("recordings.teams", ["Team Blue"], ["Team Blue", "Team Green"]),
+        ("recordings.handled_by", "caller_team", None),
+    )
+    rules_load({"rules": [changed]}, replace=False)
+    assert AccessRule.objects.get(name="team-blue-supervisors").handled_by == ""
+    row = AccessLog.objects.order_by("-sequence").first()
+    assert sorted(row.detail["fields"]) == ["handled_by", "teams"]
+
+
+def test_a_disabled_rule_is_exported_and_loads_back_disabled(tmp_path):
+    rules_load(two_rules(), replace=False)
+    rules_load(CONTRACT_EXAMPLE, replace=True)  # disables contractor-lockout
+    text = export()
+    assert '"enabled": false' in text
+    summary = rules_load(json.loads(text), replace=True)
+    assert summary.unchanged == ["contractor-lockout", "qa-supervisors"]
+    assert AccessRule.objects.get(name="contractor-lockout").enabled is False
+    data = json.loads(text)
+    data["rules"][0]["enabled"] = True
+    (preview,) = [p for p in rules_preview(data, replace=True) if p.name == "contractor-lockout"]
+    assert preview.fields == (("enabled", False, True),)
+
+
+# --- Round trip: a property over generated rule sets ------------------------------------------
+
+SIDS = {prefix: ["".join([prefix, digit * 32]) for digit in "0a7"] for prefix in ("WK", "AC", "CA")}
+TEXTS = ["supervisor", "agent", "DialVerb", "Team Blue", "Équipe Verte", "Sales", "WQ" + "d" * 32]
+ZONES = [UTC, timezone(timedelta(hours=2)), timezone(timedelta(hours=-5, minutes=-30))]
+
+
+def _maybe(draw, key, strategy, into):
+    """Set ``key`` in ``into`` from ``strategy``, or leave it out (its default applies)."""
+    if draw(st.booleans()):
+        into[key] = draw(strategy)
+
+
+@st.composite
+def rule_files(draw):
+    names = draw(
+        st.lists(
+            st.sampled_from(["a", "b-rule", "Zeta", "räume", "qa team", "x" * 100]),
+            unique=True,
+            max_size=4,
+        )
+    )
+    rules = []
+    for name in names:
+        rule = {"name": name, "effect": draw(st.sampled_from(["allow", "deny"]))}
+        lists = st.lists
+        _maybe(
+            draw, "identities", lists(st.sampled_from(["qa_*", "alice", "[ab]?"]), max_size=2), rule
+        )
+        _maybe(draw, "worker_sids", lists(st.sampled_from(SIDS["WK"]), max_size=2), rule)
+        _maybe(draw, "roles", lists(st.sampled_from(TEXTS), max_size=2), rule)
+        scope = {}
+        _maybe(draw, "account_sids", lists(st.sampled_from(SIDS["AC"]), max_size=2), scope)
+        _maybe(draw, "sources", lists(st.sampled_from(TEXTS), max_size=2), scope)
+        _maybe(draw, "call_sids", lists(st.sampled_from(SIDS["CA"]), max_size=2), scope)
+        _maybe(draw, "max_age_days", st.one_of(st.none(), st.integers(0, 36500)), scope)
+        _maybe(draw, "queues", lists(st.sampled_from(TEXTS), max_size=2), scope)
+        _maybe(draw, "teams", lists(st.sampled_from(TEXTS), max_size=2), scope)
+        _maybe(draw, "workers", lists(st.sampled_from(SIDS["WK"]), max_size=2), scope)
+        _maybe(draw, "handled_by", st.sampled_from([None, "caller", "caller_team"]), scope)
+        if scope or draw(st.booleans()):
+            rule["recordings"] = scope
+        start = draw(st.one_of(st.none(), st.integers(0, 10**9)))
+        end = draw(st.one_of(st.none(), st.integers(1, 10**9)))
+        if start is not None and end is not None:
+            end = start + end
+        for key, seconds in (("valid_from", start), ("valid_until", end)):
+            if seconds is not None or draw(st.booleans()):
+                moment = None
+                if seconds is not None:
+                    base = datetime(2020, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds)
+                    moment = base.astimezone(draw(st.sampled_from(ZONES))).isoformat()
+                rule[key] = moment
+        _maybe(
+            draw,
+            "reason",
+            st.text(
+                st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"), max_size=30
+            ),
+            rule,
+        )
+        _maybe(draw, "enabled", st.booleans(), rule)
+        rules.append(rule)
+    return {"rules": rules}
+
+
+def _state() -> list[dict]:
+    return list(AccessRule.objects.order_by("pk").values())
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=rule_files(), earlier=rule_files())
+def test_import_of_an_export_gives_back_exactly_the_rules(data, earlier):
+    with transaction.atomic():
+        rules_load(earlier, replace=False)
+        rules_load(data, replace=True)
+        before = _state()
+        text = rules_dump_text()
+        summary = rules_load(json.loads(text), replace=True)
+        assert summary.created == summary.updated == summary.disabled == []
+        assert _state() == before
+        assert rules_dump_text() == text
+        # And what the file said is what the export says, every omitted field spelled out.
+        exported = {rule["name"]: rule for rule in json.loads(text)["rules"]}
+        for rule in data["rules"]:
+            out = exported[rule["name"]]
+            assert out["enabled"] is rule.get("enabled", True)
+            for key in ("identities", "worker_sids", "roles", "reason"):
+                assert out[key] == rule.get(key, [] if key != "reason" else "")
+            for key, value in rule.get("recordings", {}).items():
+                assert out["recordings"][key] == value
+            for key in ("valid_from", "valid_until"):
+                if rule.get(key) is not None:
+                    assert datetime.fromisoformat(out[key]) == datetime.fromisoformat(rule[key])
+                else:
+                    assert out[key] is None
+        transaction.set_rollback(True)

@@ -7,21 +7,23 @@ decision itself is ``audit.decisions.access_decide``, the only place that decide
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.utils import timezone
 
-from audit.decisions import access_decide
+from audit.decisions import Caller, Decision, RuleSet, access_decide, rules_in_force
 from audit.models import AccessLog
 from audit.services import access_log_append
 from portal.sids import RECORDING_SID
 from recordings.integrations import twilio_api
 from recordings.media.body import MediaBody, MediaError, MediaRangeNotSatisfiable
 from recordings.media.opener import media_open, media_playable_check
-from recordings.models import MediaLink, MediaLocation, Recording, RecordingStatus
+from recordings.models import FlexWorker, MediaLink, MediaLocation, Recording, RecordingStatus
 from recordings.playback import flex_auth, links
 
 logger = logging.getLogger(__name__)
@@ -82,12 +84,132 @@ _PLAYBACK_FIELDS = (
     "media_bucket",
     "media_key",
     "encryption_type",
+    "handled_worker_sids",
+    "handled_team_names",
+    "handled_queues",
 )
 
 
 def recording_for_playback(*, sid: str) -> Recording | None:
     """The recording url_provider is asked for, with only the fields it decides on, or None."""
     return Recording.objects.only(*_PLAYBACK_FIELDS).filter(sid=sid).first()
+
+
+def caller_team_of(*, worker_sid: str) -> str:
+    """The team the portal's worker directory gives ``worker_sid`` (one query on its unique
+    index), or "" when the SID is empty, unknown, deleted at TaskRouter or has no team: an
+    empty team never matches ``handled_by: caller_team``, so the rule fails closed."""
+    if not worker_sid:
+        return ""
+    team = (
+        FlexWorker.objects.filter(sid=worker_sid, deleted_at__isnull=True)
+        .values_list("team_name", flat=True)
+        .first()
+    )
+    return team or ""
+
+
+def caller_for_rules(*, caller: Caller, rules: RuleSet) -> Caller:
+    """``caller`` with its team filled in when a rule in force needs it (``handled_by:
+    caller_team``); otherwise as it is, without the query."""
+    if not rules.needs_caller_team or caller.team:
+        return caller
+    return dataclasses.replace(caller, team=caller_team_of(worker_sid=caller.worker_sid))
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A player request refused before anything is served: the HTTP status, the error body's
+    ``code`` and ``detail``, and what the access-log row says (``outcome``, ``reason`` and any
+    ``extra`` columns), plus who asked when the token said so (``audit_fields``)."""
+
+    status: int
+    code: str
+    detail: str
+    outcome: str
+    reason: str
+    audit_fields: dict[str, Any] = dataclasses.field(default_factory=dict)
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Granted:
+    """A player request the rules allow: the caller, the recording and the decision, at
+    ``now``; ``audit_fields`` names the caller for the access-log row."""
+
+    caller: flex_auth.FlexIdentity
+    recording: Recording
+    decision: Decision
+    now: datetime
+    audit_fields: dict[str, Any]
+
+
+def player_request_decide(
+    *, authorization: str | None, recording_sid: str | None
+) -> Refusal | Granted:
+    """The steps every player request shares (url_provider and the waveform): the SID's shape,
+    the Flex token, the recording (missing or deleted: 404), and the one decision
+    (``access_decide``, with the caller's team when a rule needs it). The caller audits the
+    answer with its own action; nothing is written here."""
+    if not recording_sid:
+        return Refusal(
+            400,
+            "missing_recording_sid",
+            "Pass ?recording_sid=RE… (or ?recording=).",
+            "error",
+            "missing_recording_sid",
+        )
+    if not RECORDING_SID.fullmatch(recording_sid):
+        return Refusal(
+            400,
+            "malformed_recording_sid",
+            "A recording SID is RE and 32 hex digits.",
+            "error",
+            "malformed_recording_sid",
+        )
+    try:
+        caller = flex_auth.flex_token_validate(flex_auth.token_from_authorization(authorization))
+    except flex_auth.FlexAuthError as exc:
+        detail = {"detail": {"twilio_code": exc.twilio_code}} if exc.twilio_code else {}
+        return Refusal(401, exc.code, exc.detail, "denied", exc.code, extra=detail)
+    except twilio_api.TwilioError as exc:
+        logger.warning("Flex token validation unavailable: %s", exc)
+        return Refusal(
+            503,
+            "token_validation_unavailable",
+            "Twilio could not validate the token now.",
+            "error",
+            "token_validation_unavailable",
+        )
+    who = {
+        "identity": caller.identity,
+        "realm_user_id": caller.realm_user_id,
+        "worker_sid": caller.worker_sid,
+        "roles": caller.roles,
+    }
+    recording = recording_for_playback(sid=recording_sid)
+    if recording is None or _is_deleted(recording):
+        reason = "recording_not_found" if recording is None else "recording_deleted"
+        return Refusal(404, reason, "No such recording.", "denied", reason, audit_fields=who)
+    now = timezone.now()
+    rules = rules_in_force(now=now)
+    decision = access_decide(
+        caller=caller_for_rules(caller=caller.as_caller(), rules=rules),
+        recording=recording.access_facts(),
+        now=now,
+        rules=rules,
+    )
+    if not decision.allowed:
+        return Refusal(
+            403,
+            "forbidden",
+            "No access rule allows you this recording.",
+            "denied",
+            decision.reason_code,
+            audit_fields=who,
+            extra={"rule_name": decision.rule_name or ""},
+        )
+    return Granted(caller, recording, decision, now, who)
 
 
 def _error(status: int, code: str, detail: str) -> Answer:
@@ -134,53 +256,21 @@ def url_provide(
         record(outcome, reason, **fields)
         return answer
 
-    if not recording_sid:
+    checked = player_request_decide(authorization=authorization, recording_sid=recording_sid)
+    audit.update(checked.audit_fields)
+    if isinstance(checked, Refusal):
         return finish(
-            _error(400, "missing_recording_sid", "Pass ?recording_sid=RE… (or ?recording=)."),
-            "error",
-            "missing_recording_sid",
+            _error(checked.status, checked.code, checked.detail),
+            checked.outcome,
+            checked.reason,
+            **checked.extra,
         )
-    if not RECORDING_SID.fullmatch(recording_sid):
-        return finish(
-            _error(400, "malformed_recording_sid", "A recording SID is RE and 32 hex digits."),
-            "error",
-            "malformed_recording_sid",
-        )
-    try:
-        caller = flex_auth.flex_token_validate(flex_auth.token_from_authorization(authorization))
-    except flex_auth.FlexAuthError as exc:
-        detail = {"twilio_code": exc.twilio_code} if exc.twilio_code else None
-        return finish(_error(401, exc.code, exc.detail), "denied", exc.code, detail=detail)
-    except twilio_api.TwilioError as exc:
-        logger.warning("Flex token validation unavailable: %s", exc)
-        return finish(
-            _error(503, "token_validation_unavailable", "Twilio could not validate the token now."),
-            "error",
-            "token_validation_unavailable",
-        )
-    audit.update(
-        identity=caller.identity,
-        realm_user_id=caller.realm_user_id,
-        worker_sid=caller.worker_sid,
-        roles=caller.roles,
+    caller, recording, decision, now = (
+        checked.caller,
+        checked.recording,
+        checked.decision,
+        checked.now,
     )
-
-    recording = recording_for_playback(sid=recording_sid)
-    if recording is None or _is_deleted(recording):
-        reason = "recording_not_found" if recording is None else "recording_deleted"
-        return finish(_error(404, reason, "No such recording."), "denied", reason)
-
-    now = timezone.now()
-    decision = access_decide(
-        caller=caller.as_caller(), recording=recording.access_facts(), now=now
-    )
-    if not decision.allowed:
-        return finish(
-            _error(403, "forbidden", "No access rule allows you this recording."),
-            "denied",
-            decision.reason_code,
-            rule_name=decision.rule_name or "",
-        )
     if recording.media_location == MediaLocation.UNKNOWN:
         return finish(
             _error(404, "no_media", "This recording has no stored media."),

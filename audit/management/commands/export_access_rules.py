@@ -1,4 +1,5 @@
-"""``manage.py export_access_rules``: print the enabled access rules as a rules file."""
+"""``manage.py export_access_rules``: print every access rule as a rules file (disabled ones with
+``"enabled": false``), which ``import_access_rules --replace`` loads back unchanged."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from audit.rules_file import rules_dump_text
 
 
 class Command(BaseCommand):
-    """Print the rules in force in the format ``import_access_rules`` reads."""
+    """Print all rules in the format ``import_access_rules`` reads."""
 
-    help = "Print the enabled access rules as JSON (the import_access_rules format)."
+    help = "Print all access rules as JSON (the import_access_rules format), disabled ones too."
 
     def handle(self, *args: Any, **options: Any) -> None:
         self.stdout.write(rules_dump_text(), ending="")
