@@ -62,14 +62,20 @@ def test_schema_documents_every_public_endpoint(client):
     paths = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()["paths"]
     assert {
         "/api/v1/url-provider": {"get"},
+        "/api/v1/recordings/{recording_sid}/waveform": {"get"},
         "/media/{link_id}": {"get"},
         "/twilio/recording-status": {"post"},
+        "/twilio/taskrouter-events": {"post"},
         "/healthz": {"get"},
         "/readyz": {"get"},
     } == {path: set(operations) for path, operations in paths.items()}
     webhook = paths["/twilio/recording-status"]["post"]
     assert {"204", "400", "403"} == set(webhook["responses"])
     assert any(p["name"] == "X-Twilio-Signature" and p["required"] for p in webhook["parameters"])
+    taskrouter = paths["/twilio/taskrouter-events"]["post"]
+    assert {"204", "400", "403"} == set(taskrouter["responses"])
+    (signed,) = [p for p in taskrouter["parameters"] if p["name"] == "X-Twilio-Signature"]
+    assert signed["required"]
     media = paths["/media/{link_id}"]["get"]
     assert {"200", "206", "403", "404", "416", "503"} <= set(media["responses"])
     assert set(paths["/readyz"]["get"]["responses"]) == {"200", "503"}

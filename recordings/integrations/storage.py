@@ -481,3 +481,70 @@ def object_delete(*, local: bool, bucket: str, key: str) -> None:
         if isinstance(error, StorageNotFound) and "bucket" not in str(error):
             return
         raise error from None
+
+
+# --- Derived data (``recordings.analysis``): small files computed from a recording ---------
+# Kept beside the recordings (the default bucket, or the local media folder) under ``derived/``,
+# so they share the recordings' access controls and lifecycle rules.
+
+DERIVED_PREFIX = "derived/"
+
+
+def _derived_path(key: str) -> Path:
+    root = (Path(settings.MEDIA_ROOT) / "derived").resolve()
+    path = (root / key).resolve()
+    if root not in path.parents:
+        raise StorageNotFound("key points outside the derived-data folder")
+    return path
+
+
+def derived_write(*, key: str, data: bytes, content_type: str = "application/json") -> None:
+    """Store one derived file (replacing any older one at ``key``)."""
+    if not uses_s3():
+        path = _derived_path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+        partial.write_bytes(data)
+        partial.replace(path)  # atomic: a reader sees the old file or the new one
+        return
+    where = f"s3://{settings.AWS_STORAGE_BUCKET_NAME}/{DERIVED_PREFIX}{key}"
+    try:
+        s3_client().put_object(
+            Bucket=settings.AWS_STORAGE_BUCKET_NAME,
+            Key=DERIVED_PREFIX + key,
+            Body=data,
+            ContentType=content_type,
+        )
+    except Exception as exc:
+        raise _write_error(exc, where) from None
+
+
+def derived_read(*, key: str) -> bytes:
+    """A derived file's bytes; :class:`StorageNotFound` when there is none."""
+    if not uses_s3():
+        path = _derived_path(key)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise StorageNotFound(f"{key}: no such derived file") from None
+    bucket = settings.AWS_STORAGE_BUCKET_NAME
+    try:
+        body = s3_client().get_object(Bucket=bucket, Key=DERIVED_PREFIX + key)["Body"]
+        try:
+            return bytes(body.read())
+        finally:
+            body.close()
+    except Exception as exc:
+        raise _s3_error(exc, f"s3://{bucket}/{DERIVED_PREFIX}{key}") from None
+
+
+def derived_delete(*, key: str) -> None:
+    """Delete a derived file; one already gone counts as deleted."""
+    if not uses_s3():
+        _derived_path(key).unlink(missing_ok=True)
+        return
+    bucket = settings.AWS_STORAGE_BUCKET_NAME
+    try:
+        s3_client().delete_object(Bucket=bucket, Key=DERIVED_PREFIX + key)
+    except Exception as exc:  # S3 answers a missing key with success: any error is real
+        raise _write_error(exc, f"s3://{bucket}/{DERIVED_PREFIX}{key}") from None

@@ -364,6 +364,10 @@ def _record_copy(
         # own: autocommit makes it atomic, and on_commit then runs at once).
         recording_id = recording.pk
         transaction.on_commit(lambda: jobs.queue_media_verification(recording_id))
+    else:
+        # Verified now: its waveform can be computed (encrypted ones once their tag is checked).
+        analysed_id = recording.pk
+        transaction.on_commit(lambda: jobs.queue_recording_analysis(analysed_id))
     logger.info(
         "recording %s archived to s3://%s/%s (%s bytes)", recording.sid, bucket, key, stored.size
     )
