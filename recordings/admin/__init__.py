@@ -22,6 +22,17 @@ from audit.staff_actions import staff_action_log, staff_identity
 from portal.admin_site import ComplianceAdminSite
 from portal.http import request_audit_fields
 from recordings import jobs
+from recordings.admin.deletion import DeletionAdminMixin
+from recordings.admin.flex import flex_urls
+from recordings.admin.holds import (
+    HoldFilter,
+    HoldsAdminMixin,
+    HoldsOnPageChangeList,
+    LegalHoldForm,
+    OnHoldFilter,
+    hold_coverage,
+)
+from recordings.admin.speech_filters import SpeechFilter
 from recordings.admin.twilio_settings import storage_urls
 from recordings.custody import keys
 from recordings.ingest import sync
@@ -94,11 +105,16 @@ class PrivateKeyFilter(admin.SimpleListFilter):
         return queryset
 
 
+class RecordingChangeList(HoldsOnPageChangeList, DateDrillDownChangeList):
+    """The recordings list: date drill-downs refused safely, holds read once per page."""
+
+
 @admin.register(Recording)
-class RecordingAdmin(ReadOnlyAdmin):
+class RecordingAdmin(HoldsAdminMixin, DeletionAdminMixin, ReadOnlyAdmin):
     list_display = (
         "sid",
-        "status",
+        "status_shown",
+        "legal_hold",
         "sync_state",
         "start_time",
         "duration_seconds",
@@ -117,18 +133,22 @@ class RecordingAdmin(ReadOnlyAdmin):
         "source",
         "encryption_type",
         PrivateKeyFilter,
+        OnHoldFilter,
+        HoldFilter,
+        SpeechFilter,
     )
     search_fields = ("=sid", "=call_sid", "=account_sid")
     date_hierarchy = "start_time"
     show_full_result_count = False
-    actions = ("sync_now", "archive_now", "delete_now")
+    actions = ("sync_now", "archive_now", "place_legal_hold", "delete_now")
     exclude = ("encryption_cek",)
     # The page ends with the recording's timeline (``audit.admin.selectors.recording_timeline``).
     change_form_template = "admin/recordings/recording/change_form.html"
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
-        """The list, refusing an impossible date drill-down (:class:`DateDrillDownChangeList`)."""
-        return DateDrillDownChangeList
+        """The list, refusing an impossible date drill-down (:class:`DateDrillDownChangeList`)
+        and reading the holds of a page at once (:class:`HoldsOnPageChangeList`)."""
+        return RecordingChangeList
 
     def change_view(self, request: HttpRequest, object_id: str, form_url="", extra_context=None):
         """The recording's page with its timeline; viewing it is written to the access log."""
@@ -167,37 +187,6 @@ class RecordingAdmin(ReadOnlyAdmin):
         fail; the archive policy still decides whether and where."""
         queued = jobs.queue_recording_archives(queryset.values_list("pk", flat=True)[:1000])
         self.message_user(request, f"{queued} recordings queued for archiving.", messages.SUCCESS)
-
-    def has_retention_delete_permission(self, request: HttpRequest) -> bool:
-        """Deleting recordings by hand is for superusers only."""
-        return bool(request.user.is_active and request.user.is_superuser)
-
-    @admin.action(
-        description="Delete the selected recordings (hidden now, media deleted after the grace "
-        "period)",
-        permissions=["retention_delete"],
-    )
-    def delete_now(self, request: HttpRequest, queryset: QuerySet[Recording]) -> None:
-        """Soft-delete by hand, audited as ``admin:<user>``; recordings under a legal hold are
-        refused, with a message and a ``denied`` audit row each."""
-        context = {"identity": staff_identity(request), **request_audit_fields(request)}
-        deleted = 0
-        for recording_id in queryset.values_list("pk", flat=True)[:1000]:
-            try:
-                retention.recording_soft_delete(
-                    recording_id=recording_id, policy=context["identity"], context=context
-                )
-                deleted += 1
-            except retention.RecordingHeld as exc:
-                self.message_user(
-                    request,
-                    f"{exc.recording.sid} is under legal hold {exc.hold} and was not deleted.",
-                    messages.ERROR,
-                )
-        if deleted:
-            self.message_user(
-                request, f"{deleted} recordings hidden and queued for deletion.", messages.SUCCESS
-            )
 
 
 class AuditedSettingsAdmin(admin.ModelAdmin):
@@ -332,15 +321,30 @@ class LegalHoldAdmin(admin.ModelAdmin):
         "call_sids",
         "started_from",
         "started_until",
+        "covers",
         "created_by",
         "created_at",
         "released_at",
         "released_by",
         "release_reason",
     )
-    readonly_fields = ("created_by", "created_at", "released_at", "released_by", "release_reason")
+    readonly_fields = (
+        "covers",
+        "created_by",
+        "created_at",
+        "released_at",
+        "released_by",
+        "release_reason",
+    )
     actions = ("release",)
     action_form = ReleaseActionForm
+    # SIDs as plain text (one per line), not JSON: see ``recordings.admin.holds``.
+    form = LegalHoldForm
+
+    @admin.display(description="covers now")
+    def covers(self, obj: LegalHold | None) -> str:
+        """How many recordings the hold covers, linked to them."""
+        return hold_coverage(obj)
 
     def get_readonly_fields(self, request: HttpRequest, obj=None) -> tuple[str, ...]:
         # A placed hold is evidence: it is released, never edited.
@@ -353,22 +357,11 @@ class LegalHoldAdmin(admin.ModelAdmin):
         """Place the hold (a new one only: placed holds are read-only), and audit it."""
         if change:
             return
-        obj.created_by = request.user.get_username()
-        super().save_model(request, obj, form, change)
-        staff_action_log(
-            request,
-            action="legal_hold",
-            reason_code="created",
-            detail={
-                "hold": obj.pk,
-                "case": obj.case_reference[:100],
-                "recordings": len(obj.recording_sids),
-                "calls": len(obj.call_sids),
-                "range": [
-                    obj.started_from.isoformat() if obj.started_from else None,
-                    obj.started_until.isoformat() if obj.started_until else None,
-                ],
-            },
+        retention.legal_hold_place(
+            hold=obj,
+            created_by=request.user.get_username(),
+            source="form",
+            context={"identity": staff_identity(request), **request_audit_fields(request)},
         )
 
     @admin.action(description="Release the selected holds (give a reason)", permissions=["change"])
@@ -491,3 +484,4 @@ class PrivateKeyAdmin(ReadOnlyAdmin):
 
 # The Twilio storage settings pages belong to no model (see ``portal.admin_site``).
 cast(ComplianceAdminSite, admin.site).register_urls(storage_urls)
+cast(ComplianceAdminSite, admin.site).register_urls(flex_urls)

@@ -400,9 +400,15 @@ def test_admin_delete_refuses_held_recordings_with_a_message_and_an_audit_row(
     held = stored(s3, fake_twilio)
     LegalHold.objects.create(reason="r", case_reference="C-1", recording_sids=[held.sid])
 
-    response = admin_client.post(
+    confirmation = admin_client.post(
         reverse("admin:recordings_recording_changelist"),
         {"action": "delete_now", "_selected_action": [free.pk, held.pk]},
+    )
+    assert "1 recording on legal hold will be refused" in confirmation.content.decode()
+    assert not rows()  # nothing is deleted before the confirmation
+    response = admin_client.post(
+        reverse("admin:recordings_recording_delete_confirm"),
+        {"ids": f"{free.pk} {held.pk}", "reason": "duplicate upload", "confirm": "Delete"},
         follow=True,
     )
 
@@ -506,3 +512,35 @@ def test_a_sync_after_deletion_never_points_the_recording_back_at_twilio(fake_tw
     recording = Recording.objects.get(sid=sid)
     assert recording.media_location == MediaLocation.UNKNOWN
     assert recording.status == RecordingStatus.DELETED
+
+
+def test_hard_delete_takes_the_waveform_with_the_media(settings, tmp_path):
+    """The analysis is derived from the audio: when the media goes for good, so do the
+    analysis row and its stored files."""
+    from django.utils import timezone
+
+    from recordings.analysis import store
+    from recordings.models import AnalysisState, RecordingAnalysis
+
+    settings.MEDIA_ROOT = str(tmp_path)
+    recording = Recording.objects.create(
+        sid=new_sid("RE"),
+        account_sid=new_sid("AC"),
+        status=RecordingStatus.COMPLETED,
+        soft_deleted_at=timezone.now(),
+        twilio_media_deleted_at=timezone.now(),
+    )
+    sha = "ab" * 32
+    analysis = RecordingAnalysis.objects.create(
+        recording=recording, media_sha256=sha, state=AnalysisState.DONE, algorithm=1
+    )
+    store.analysis_files_write(
+        media_sha256=sha, algorithm=analysis.algorithm, peaks={"version": 2}, speech={}
+    )
+    assert store.analysis_files_read(media_sha256=sha, algorithm=analysis.algorithm)
+
+    retention.recording_hard_delete(recording_id=recording.pk)
+
+    assert not RecordingAnalysis.objects.filter(recording=recording).exists()
+    with pytest.raises(storage.StorageNotFound):
+        store.analysis_files_read(media_sha256=sha, algorithm=analysis.algorithm)
