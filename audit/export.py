@@ -4,6 +4,9 @@ command (a SIEM) and the admin's export of the current filter (an officer).
 Both are generators over ``values_list(*COLUMNS)`` tuples, so the caller streams a queryset's
 ``iterator()`` through them and memory use does not grow with the log. Rows keep their
 ``sequence``, ``prev_hash`` and ``row_hash``, so the receiving side can re-check the chain.
+:func:`rows_with_people` adds, after every column the log has, who the identity is the way an
+officer knows them (``identity_email``, ``agent_name``: ``audit.people``); they are not part
+of the row's hash.
 """
 
 from __future__ import annotations
@@ -13,11 +16,17 @@ import io
 import json
 import re
 from collections.abc import Iterable, Iterator
+from itertools import islice
 from typing import Any
 
 from audit.chain import CHAIN_FIELDS, timestamp_canonical
+from audit.people import people_describe, person_of
 
 COLUMNS = ("sequence", *CHAIN_FIELDS, "prev_hash", "row_hash")
+# After the log's own columns, so a reader of the older files finds every column where it was.
+PERSON_COLUMNS = ("identity_email", "agent_name")
+EXPORT_COLUMNS = (*COLUMNS, *PERSON_COLUMNS)
+_PEOPLE_BATCH = 2000
 
 # A spreadsheet runs a cell that starts with one of these as a formula ("CSV injection"); an
 # identity or a user agent comes from outside, so the officer's CSV neutralizes them.
@@ -31,16 +40,34 @@ _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _LINE_BREAK_OR_NUL = re.compile("[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029\x00]")
 
 
-def _record(row: tuple[Any, ...]) -> dict[str, Any]:
-    record = dict(zip(COLUMNS, row, strict=True))
+def rows_with_people(rows: Iterable[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
+    """Each ``COLUMNS`` row followed by its ``PERSON_COLUMNS``: the e-mail behind the identity
+    (the worker directory's, or Flex's encoding decoded) and the agent's name, ``""`` when
+    unknown. The directory is asked once per 2,000 rows."""
+    identity_at, worker_at = COLUMNS.index("identity"), COLUMNS.index("worker_sid")
+    iterator = iter(rows)
+    while chunk := list(islice(iterator, _PEOPLE_BATCH)):
+        people = people_describe(
+            identities={row[identity_at] for row in chunk},
+            worker_sids={row[worker_at] for row in chunk},
+        )
+        for row in chunk:
+            person = person_of(people, identity=row[identity_at], worker_sid=row[worker_at])
+            yield (*row, person.email if person else "", person.name if person else "")
+
+
+def _record(row: tuple[Any, ...], columns: tuple[str, ...]) -> dict[str, Any]:
+    record = dict(zip(columns, row, strict=True))
     record["occurred_at"] = timestamp_canonical(record["occurred_at"])
     return record
 
 
-def jsonl_lines(rows: Iterable[tuple[Any, ...]]) -> Iterator[str]:
+def jsonl_lines(
+    rows: Iterable[tuple[Any, ...]], *, columns: tuple[str, ...] = COLUMNS
+) -> Iterator[str]:
     """One compact JSON object per row, each ending in a newline."""
     for row in rows:
-        yield json.dumps(_record(row), separators=(",", ":")) + "\n"
+        yield json.dumps(_record(row, columns), separators=(",", ":")) + "\n"
 
 
 def _spreadsheet_safe(value: Any) -> Any:
@@ -49,7 +76,12 @@ def _spreadsheet_safe(value: Any) -> Any:
     return value
 
 
-def csv_lines(rows: Iterable[tuple[Any, ...]], *, spreadsheet_safe: bool = False) -> Iterator[str]:
+def csv_lines(
+    rows: Iterable[tuple[Any, ...]],
+    *,
+    spreadsheet_safe: bool = False,
+    columns: tuple[str, ...] = COLUMNS,
+) -> Iterator[str]:
     """A header line, then one CSV line per row (``roles`` and ``detail`` as compact JSON).
 
     A row with a line break of any kind (or NUL) in a cell has all its fields quoted, so a CSV
@@ -69,10 +101,10 @@ def csv_lines(rows: Iterable[tuple[Any, ...]], *, spreadsheet_safe: bool = False
         buffer.truncate()
         return text
 
-    yield line(list(COLUMNS))
+    yield line(list(columns))
     for row in rows:
-        record = _record(row)
+        record = _record(row, columns)
         record["roles"] = json.dumps(record["roles"], separators=(",", ":"))
         record["detail"] = json.dumps(record["detail"], sort_keys=True, separators=(",", ":"))
-        cells = ["" if record[column] is None else record[column] for column in COLUMNS]
+        cells = ["" if record[column] is None else record[column] for column in columns]
         yield line([_spreadsheet_safe(cell) for cell in cells] if spreadsheet_safe else cells)

@@ -18,15 +18,19 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
+from audit.admin import people as _people_directory  # noqa: F401  (registers the directory)
 from audit.admin import views
+from audit.admin.display import person_html, utc_time
 from audit.admin.filters import (
     ActionFilter,
+    ActivityFilter,
     IdentityFilter,
     OccurredFilter,
     ReasonFilter,
@@ -34,12 +38,16 @@ from audit.admin.filters import (
     RoleFilter,
     WorkerFilter,
 )
+from audit.admin.forms import AccessRuleForm
 from audit.admin.links import recording_timeline_link
 from audit.admin.pagination import AccessLogPaginator
+from audit.labels import action_label, reason_label
 from audit.models import AccessAction, AccessLog, AccessLogDigest, AccessRule
+from audit.people import Person, people_describe, people_match, person_of
 from audit.services import access_rule_change_log, access_rule_values
 from audit.staff_actions import query_detail, staff_action_log, staff_identity
 from portal.http import request_audit_fields
+from portal.sids import WORKER_SID, is_sid
 from recordings.models import Recording
 
 
@@ -81,6 +89,7 @@ class AccessRuleAdmin(admin.ModelAdmin):
     actions = ("disable_rules",)
     change_list_template = "admin/audit/accessrule/change_list.html"
     change_form_template = "admin/audit/accessrule/change_form.html"
+    form = AccessRuleForm
     fieldsets = (
         (None, {"fields": ("name", "effect", "enabled", "reason")}),
         (
@@ -90,6 +99,10 @@ class AccessRuleAdmin(admin.ModelAdmin):
         (
             "Which recordings (empty places no condition)",
             {"fields": ("account_sids", "sources", "call_sids", "max_age_days")},
+        ),
+        (
+            "Who handled them (Flex; a recording without handling facts never matches these)",
+            {"fields": ("queues", "teams", "workers", "handled_by")},
         ),
         ("When", {"fields": ("valid_from", "valid_until", "created_at", "updated_at")}),
     )
@@ -160,20 +173,40 @@ class _ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class AccessLogChangeList(ChangeList):
+    """The list, with the people behind the page's identities looked up once for the page."""
+
+    people: dict[str, Person]
+
+    def get_results(self, request: HttpRequest) -> None:
+        """The page's rows, then one directory lookup for all their identities."""
+        super().get_results(request)
+        rows = list(self.result_list)
+        self.people = people_describe(
+            identities={row.identity for row in rows},
+            worker_sids={row.worker_sid for row in rows},
+        )
+        for row in rows:
+            row.person = person_of(self.people, identity=row.identity, worker_sid=row.worker_sid)
+
+
 @admin.register(AccessLog)
 class AccessLogAdmin(_ReadOnlyAdmin):
     """The access log, newest first, read-only; see the module docstring for why it is fast.
 
-    Search takes an identity, a recording SID (``RE…``), a call SID (``CA…``: the rows of that
-    call's recordings) or a sequence number, each matched exactly through an index.
+    Search takes a person the way the officer knows them (an e-mail, a name, a worker SID,
+    Flex's identity or part of it: ``audit.people.people_match``), a recording SID (``RE…``),
+    a call SID (``CA…``: the rows of that call's recordings) or a sequence number, each
+    matched exactly through an index. The default view shows player and media activity; the
+    activity filter shows staff's (``audit.admin.filters.ActivityFilter``).
     """
 
     list_display = (
         "sequence",
         "occurred",
-        "action",
+        "action_text",
         "outcome",
-        "reason_code",
+        "reason_text",
         "identity_link",
         "recording_link",
         "rule_name",
@@ -181,6 +214,7 @@ class AccessLogAdmin(_ReadOnlyAdmin):
     )
     list_display_links = ("sequence",)
     list_filter = (
+        ActivityFilter,
         OccurredFilter,
         "outcome",
         ActionFilter,
@@ -192,7 +226,8 @@ class AccessLogAdmin(_ReadOnlyAdmin):
     )
     search_fields = ("identity", "recording_sid")
     search_help_text = (
-        "Exact identity, recording SID (RE…), call SID (CA…: its recordings) or sequence number."
+        "A person (e-mail, name, worker SID WK…, Flex identity or part of it), a recording SID "
+        "(RE…), a call SID (CA…: its recordings) or a sequence number."
     )
     ordering = ("-sequence",)
     paginator = AccessLogPaginator
@@ -202,26 +237,66 @@ class AccessLogAdmin(_ReadOnlyAdmin):
     # The log has no foreign keys (it owes nothing to other tables), so there is nothing to join.
     list_select_related = False
     change_list_template = "admin/audit/accesslog/change_list.html"
+    readonly_fields = ("occurred", "action_text", "reason_text", "person")
     fieldsets = (
-        (None, {"fields": ("sequence", "occurred_at", "action", "outcome", "reason_code")}),
-        ("Who", {"fields": ("identity", "realm_user_id", "worker_sid", "roles")}),
+        (
+            None,
+            {
+                "fields": (
+                    "sequence",
+                    "occurred",
+                    "action",
+                    "action_text",
+                    "outcome",
+                    "reason_code",
+                    "reason_text",
+                )
+            },
+        ),
+        ("Who", {"fields": ("identity", "person", "realm_user_id", "worker_sid", "roles")}),
         ("What", {"fields": ("recording_sid", "rule_name", "link_id", "bytes_served", "detail")}),
         ("Request", {"fields": ("client_ip", "user_agent", "request_id")}),
         ("Hash chain", {"fields": ("prev_hash", "row_hash")}),
     )
 
-    @admin.display(description="occurred (UTC)", ordering="occurred_at")
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        """The list that looks up the page's people in one query."""
+        return AccessLogChangeList
+
+    @admin.display(description="occurred", ordering="occurred_at")
     def occurred(self, row: AccessLog) -> str:
-        """The time to the second, in UTC, sortable as text."""
-        return f"{row.occurred_at:%Y-%m-%d %H:%M:%S}"
+        """The time to the second, in UTC with the zone (local time on hover)."""
+        return utc_time(row.occurred_at)
+
+    @admin.display(description="action", ordering="action")
+    def action_text(self, row: AccessLog) -> str:
+        """The action's label (an unknown code as itself)."""
+        return action_label(row.action)
+
+    @admin.display(description="reason", ordering="reason_code")
+    def reason_text(self, row: AccessLog) -> str:
+        """The reason's label (an unknown code as itself)."""
+        return reason_label(row.reason_code) or "-"
+
+    @admin.display(description="person")
+    def person(self, row: AccessLog) -> str:
+        """The agent's name and e-mail, from the worker directory or Flex's encoding."""
+        found = person_of(
+            people_describe(identities=[row.identity], worker_sids=[row.worker_sid]),
+            identity=row.identity,
+            worker_sid=row.worker_sid,
+        )
+        return found.label if found else "-"
 
     @admin.display(description="identity", ordering="identity")
     def identity_link(self, row: AccessLog) -> str:
-        """The identity, linked to everything it opened."""
+        """The identity, linked to everything it opened, with the person's name and e-mail."""
         if not row.identity:
             return "-"
         url = reverse("admin:audit_accesslog_identity") + "?" + _query(identity=row.identity)
-        return format_html('<a href="{}">{}</a>', url, row.identity)
+        return format_html(
+            '<a href="{}">{}</a>{}', url, row.identity, person_html(getattr(row, "person", None))
+        )
 
     @admin.display(description="recording", ordering="recording_sid")
     def recording_link(self, row: AccessLog) -> str:
@@ -234,18 +309,12 @@ class AccessLogAdmin(_ReadOnlyAdmin):
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[AccessLog], search_term: str
     ) -> tuple[QuerySet[AccessLog], bool]:
-        """Exact, indexed matches only (see the class docstring), never a substring scan."""
+        """Exact, indexed matches only (see the class docstring), never a substring scan of
+        the log: a name or part of an identity is looked up in the worker directory."""
         term = search_term.strip()
         if not term:
             return queryset, False
-        condition = Q(identity=term) | Q(recording_sid=term)
-        if term.startswith("CA"):
-            sids = Recording.objects.filter(call_sid=term).values_list("sid", flat=True)
-            condition |= Q(recording_sid__in=list(sids[:1000]))
-        number = term.removeprefix("#")
-        if number.isdigit() and int(number) < 2**63:
-            condition |= Q(sequence=int(number))
-        return queryset.filter(condition), False
+        return queryset.filter(access_log_search(term)), False
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
@@ -318,6 +387,7 @@ class AccessLogAdmin(_ReadOnlyAdmin):
     def export_download_view(self, request: HttpRequest, export_id: int) -> HttpResponseBase:
         """Download one finished export."""
         return views.export_download(request, self, export_id)
+
     def identity_view(self, request: HttpRequest) -> HttpResponse:
         """Everything one identity opened."""
         return views.identity(request, self)
@@ -325,6 +395,24 @@ class AccessLogAdmin(_ReadOnlyAdmin):
     def recording_view(self, request: HttpRequest, sid: str) -> HttpResponse:
         """Everything that happened to one recording SID."""
         return views.recording_timeline(request, self, sid)
+
+
+def access_log_search(term: str) -> Q:
+    """The log rows an officer's search ``term`` names: a person (``audit.people``: the
+    identities and worker SIDs it resolves to), a recording SID, a call SID's recordings or a
+    sequence number. Rows by worker SID are matched only for a typed SID (the column has no
+    index; the directory's SIDs are reached through their identities)."""
+    found = people_match(term=term)
+    condition = Q(identity__in=sorted(found.identities)) | Q(recording_sid=term)
+    if is_sid(WORKER_SID, term):
+        condition |= Q(worker_sid=term)
+    if term.startswith("CA"):
+        sids = Recording.objects.filter(call_sid=term).values_list("sid", flat=True)
+        condition |= Q(recording_sid__in=list(sids[:1000]))
+    number = term.removeprefix("#")
+    if number.isdigit() and int(number) < 2**63:
+        condition |= Q(sequence=int(number))
+    return condition
 
 
 def _query(**params: str) -> str:

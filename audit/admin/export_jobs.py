@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from celery import current_app, shared_task
 from django.conf import settings
 from django.contrib import admin
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.auth import get_user_model
 from django.core.files import File
 from django.core.files.storage import default_storage
@@ -32,7 +33,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, QueryDict
 from django.utils import timezone
 
-from audit.export import COLUMNS, csv_lines, jsonl_lines
+from audit.admin.filters import filter_problems
+from audit.export import COLUMNS, EXPORT_COLUMNS, csv_lines, jsonl_lines, rows_with_people
 from audit.models import AccessLog, AccessLogExport, ExportState
 
 logger = logging.getLogger(__name__)
@@ -59,7 +61,10 @@ def export_queue(*, request: HttpRequest, fmt: str) -> AccessLogExport:
     """Check the list's filter in ``request`` (Django's ``IncorrectLookupParameters`` when it
     is not valid), record the export and have it written; answers the job."""
     model_admin = admin.site.get_model_admin(AccessLog)
-    model_admin.get_changelist_instance(request)  # a bad filter raises before anything is kept
+    # A bad filter raises before anything is kept; so does a date the list left out.
+    problems = filter_problems(model_admin.get_changelist_instance(request))
+    if problems:
+        raise IncorrectLookupParameters("; ".join(problems))
     job = AccessLogExport.objects.create(
         requested_by=request.user.get_username(), query=request.GET.urlencode(), format=fmt
     )
@@ -80,14 +85,16 @@ def export_run(*, job_id: int) -> AccessLogExport:
     name = f"{EXPORT_FOLDER}/access-log-{job.pk}-{stamp}.{EXTENSIONS[job.format]}"
     try:
         queryset = _changelist_queryset(query=job.query, username=job.requested_by)
-        rows = queryset.order_by("sequence").values_list(*COLUMNS)
+        rows = rows_with_people(
+            queryset.order_by("sequence").values_list(*COLUMNS).iterator(chunk_size=2000)
+        )
         lines_written = 0
         digest = hashlib.sha256()
         with tempfile.TemporaryFile() as spool:
             lines = (
-                csv_lines(rows.iterator(chunk_size=2000), spreadsheet_safe=True)
+                csv_lines(rows, spreadsheet_safe=True, columns=EXPORT_COLUMNS)
                 if job.format == "csv"
-                else jsonl_lines(rows.iterator(chunk_size=2000))
+                else jsonl_lines(rows, columns=EXPORT_COLUMNS)
             )
             for line in lines:
                 data = line.encode("utf-8")

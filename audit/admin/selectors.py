@@ -8,6 +8,7 @@ built on them stay fast when the access log holds millions of rows.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import TypedDict
@@ -18,8 +19,13 @@ from django.db.models import Count, Max, Min, Q, Sum
 from django.db.models.functions import TruncDay, TruncHour
 from django.urls import reverse
 
+from audit.admin.display import plural, utc_text
+from audit.labels import NOT_FOUND_REASONS, PLAYER_ACTIONS, action_label, reason_label
 from audit.models import AccessAction, AccessLog, AccessOutcome, ChainCheck
+from audit.people import Person, people_describe
+from recordings.lifecycle.retention import hold_covers
 from recordings.models import (
+    LegalHold,
     MediaLink,
     Recording,
     RecordingEvent,
@@ -30,7 +36,8 @@ from recordings.models import (
 
 # What "opening" a recording means for reports: url_provider handed the caller a link.
 OPEN = Q(action=AccessAction.URL_PROVIDER, outcome=AccessOutcome.ALLOWED)
-PLAYER_ACTIONS = (AccessAction.URL_PROVIDER,)
+# The player's requests for recordings: what the dashboard's accesses and denials count.
+REQUEST_ACTIONS = (AccessAction.URL_PROVIDER,)
 TIMELINE_LOG_LIMIT = 500
 IDENTITY_RECORDINGS_LIMIT = 1000
 
@@ -41,8 +48,9 @@ IDENTITY_RECORDINGS_LIMIT = 1000
 @dataclass(frozen=True)
 class TimelineEvent:
     """One thing that happened to a recording: ``kind`` is ``recording``, ``callback``,
-    ``link`` or ``log`` (an access-log row); ``tone`` is ``ok``, ``denied``, ``error`` or
-    ``info`` for the page's colours; ``sequence`` names the log row when there is one."""
+    ``link``, ``hold`` (a legal hold) or ``log`` (an access-log row); ``tone`` is ``ok``,
+    ``denied``, ``error`` or ``info`` for the page's colours; ``sequence`` names the log row
+    when there is one."""
 
     at: datetime
     kind: str
@@ -75,12 +83,11 @@ _OUTCOME_TONE: dict[str, str] = {
 
 
 def _log_title(row: AccessLog) -> str:
-    label = AccessAction(row.action).label if row.action in AccessAction.values else row.action
-    return f"{label}: {row.outcome}"
+    return f"{action_label(row.action)}: {row.outcome}"
 
 
 def _log_detail(row: AccessLog) -> str:
-    parts = [row.reason_code]
+    parts = [reason_label(row.reason_code)]
     if row.rule_name:
         parts.append(f"rule {row.rule_name}")
     if row.bytes_served is not None:
@@ -90,10 +97,42 @@ def _log_detail(row: AccessLog) -> str:
     return ", ".join(part for part in parts if part)
 
 
+def _hold_events(recording: Recording) -> list[TimelineEvent]:
+    """The legal holds that cover (or covered) ``recording``, placed and released: their
+    audit rows name the hold, not each recording, so they are found by what the holds cover
+    (the rule deletion obeys, ``hold_covers``). One query: holds are few."""
+    events: list[TimelineEvent] = []
+    for hold in LegalHold.objects.order_by("created_at", "pk"):
+        if not hold_covers(hold=hold, recording=recording):
+            continue
+        events.append(
+            TimelineEvent(
+                hold.created_at,
+                "hold",
+                f"Legal hold placed: {hold}",
+                hold.reason[:300],
+                identity=f"admin:{hold.created_by}" if hold.created_by else "",
+                tone="denied",
+            )
+        )
+        if hold.released_at is not None:
+            events.append(
+                TimelineEvent(
+                    hold.released_at,
+                    "hold",
+                    f"Legal hold released: {hold.case_reference or hold}",
+                    hold.release_reason[:300],
+                    identity=f"admin:{hold.released_by}" if hold.released_by else "",
+                )
+            )
+    return events
+
+
 def recording_timeline(*, sid: str) -> RecordingTimeline:
     """The timeline of recording ``sid``: the recording row's own milestones (started, first
     seen, synced, sync failed, deleted), each accepted callback, each media link issued, and
-    the access-log rows naming the SID (accesses, denials, playbacks, admin views, syncs).
+    the access-log rows naming the SID (accesses, denials, playbacks, admin views, syncs),
+    and the legal holds that cover it, placed and released.
 
     Works for a SID the portal no longer has a row for (only the log then). Five queries.
     """
@@ -171,6 +210,7 @@ def recording_timeline(*, sid: str) -> RecordingTimeline:
                     identity=link.identity,
                 )
             )
+        events.extend(_hold_events(recording))
     rows = list(
         AccessLog.objects.filter(recording_sid=sid).order_by("-sequence")[: TIMELINE_LOG_LIMIT + 1]
     )
@@ -208,19 +248,32 @@ class OpenedRecording:
 
 @dataclass
 class IdentityActivity:
-    """What ``identity`` did: the recordings it opened (latest first) and its denials."""
+    """What the ``identities`` of one person did: the recordings they opened (latest first),
+    their denials (a request for a recording that does not exist is counted apart, as
+    ``not_found``: nobody was refused anything) and errors."""
 
-    identity: str
+    identities: list[str]
     opened: list[OpenedRecording]
     denied: int
+    not_found: int
     errors: int
     truncated: bool
 
 
-def identity_activity(*, identity: str) -> IdentityActivity:
-    """Every recording ``identity`` opened (url_provider allowed), grouped by recording, with
-    the count of its denials and errors. Uses the (identity, sequence) index; three queries."""
-    mine = AccessLog.objects.filter(identity=identity)
+def identity_activity(
+    *,
+    identities: Collection[str],
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> IdentityActivity:
+    """Every recording ``identities`` opened (url_provider allowed) between ``since`` and
+    ``until`` (exclusive), grouped by recording, with the count of their denials and errors.
+    Uses the (identity, sequence) index; three queries."""
+    mine = AccessLog.objects.filter(identity__in=sorted(identities))
+    if since is not None:
+        mine = mine.filter(occurred_at__gte=since)
+    if until is not None:
+        mine = mine.filter(occurred_at__lt=until)
     grouped = list(
         mine.filter(OPEN)
         .values("recording_sid")
@@ -230,15 +283,20 @@ def identity_activity(*, identity: str) -> IdentityActivity:
     recordings = Recording.objects.in_bulk(
         [row["recording_sid"] for row in grouped[:IDENTITY_RECORDINGS_LIMIT]], field_name="sid"
     )
-    outcomes = dict(
+    outcomes = (
         mine.filter(action__in=PLAYER_ACTIONS)
         .exclude(outcome=AccessOutcome.ALLOWED)
-        .values_list("outcome")
-        .annotate(n=Count("id"))
-        .values_list("outcome", "n")
+        .aggregate(
+            denied=Count(
+                "id",
+                filter=Q(outcome=AccessOutcome.DENIED) & ~Q(reason_code__in=NOT_FOUND_REASONS),
+            ),
+            not_found=Count("id", filter=Q(reason_code__in=NOT_FOUND_REASONS)),
+            errors=Count("id", filter=Q(outcome=AccessOutcome.ERROR)),
+        )
     )
     return IdentityActivity(
-        identity=identity,
+        identities=sorted(identities),
         opened=[
             OpenedRecording(
                 recording_sid=row["recording_sid"],
@@ -249,8 +307,9 @@ def identity_activity(*, identity: str) -> IdentityActivity:
             )
             for row in grouped[:IDENTITY_RECORDINGS_LIMIT]
         ],
-        denied=outcomes.get(AccessOutcome.DENIED, 0),
-        errors=outcomes.get(AccessOutcome.ERROR, 0),
+        denied=outcomes["denied"],
+        not_found=outcomes["not_found"],
+        errors=outcomes["errors"],
         truncated=len(grouped) > IDENTITY_RECORDINGS_LIMIT,
     )
 
@@ -305,13 +364,80 @@ class Dashboard:
     alerts: list[Alert]
     last_check: ChainCheck | None
     sync_failed: int
+    activity: ActivityCounts = field(default_factory=lambda: ActivityCounts(0, 0))
+    denied: list[DeniedPerson] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ActivityCounts:
+    """Log rows over the dashboard's window: players' (url_provider, media, waveforms) and
+    everyone else's (staff in the admin, the portal's own work), counted apart."""
+
+    player: int
+    staff: int
+
+
+@dataclass(frozen=True)
+class DeniedPerson:
+    """Someone refused a recording: their denials, the commonest reason's label, who they are
+    and the access log filtered to those denials."""
+
+    identity: str
+    denials: int
+    reason: str
+    person: Person | None
+    link: str
+
+
+def activity_counts(*, since: datetime) -> ActivityCounts:
+    """Rows since ``since``, player and media activity apart from staff's; one query."""
+    counts = AccessLog.objects.filter(occurred_at__gte=since).aggregate(
+        player=Count("id", filter=Q(action__in=PLAYER_ACTIONS)),
+        staff=Count("id", filter=~Q(action__in=PLAYER_ACTIONS)),
+    )
+    return ActivityCounts(player=counts["player"], staff=counts["staff"])
+
+
+def denied_people(*, since: datetime, limit: int = 10) -> list[DeniedPerson]:
+    """Who was refused a recording since ``since`` (a request for a recording that does not
+    exist is not a refusal), most denials first, with their commonest reason; two queries and
+    one directory lookup."""
+    denials = AccessLog.objects.filter(
+        action__in=REQUEST_ACTIONS, outcome=AccessOutcome.DENIED, occurred_at__gte=since
+    ).exclude(reason_code__in=NOT_FOUND_REASONS)
+    top = list(
+        denials.values("identity").annotate(n=Count("id")).order_by("-n", "identity")[:limit]
+    )
+    reasons: dict[str, tuple[int, str]] = {}
+    for row in (
+        denials.filter(identity__in=[row["identity"] for row in top])
+        .values("identity", "reason_code")
+        .annotate(n=Count("id"))
+    ):
+        if row["n"] > reasons.get(row["identity"], (0, ""))[0]:
+            reasons[row["identity"]] = (row["n"], row["reason_code"])
+    people = people_describe(identities=[row["identity"] for row in top])
+    return [
+        DeniedPerson(
+            identity=row["identity"],
+            denials=row["n"],
+            reason=reason_label(reasons.get(row["identity"], (0, ""))[1]),
+            person=people.get(row["identity"]),
+            link=_log_query(
+                identity=row["identity"],
+                outcome__exact=AccessOutcome.DENIED,
+                since=since.strftime("%Y-%m-%dT%H:%M:%S"),
+            ),
+        )
+        for row in top
+    ]
 
 
 def daily_counts(*, now: datetime, days: int) -> list[DayCount]:
     """url_provider answers per UTC day for the ``days`` days up to ``now``, zeros included."""
     first = (now - timedelta(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
     rows = (
-        AccessLog.objects.filter(occurred_at__gte=first, action__in=PLAYER_ACTIONS)
+        AccessLog.objects.filter(occurred_at__gte=first, action__in=REQUEST_ACTIONS)
         .annotate(day=TruncDay("occurred_at"))
         .values("day", "outcome")
         .annotate(n=Count("id"))
@@ -364,16 +490,28 @@ def bulk_access_alerts(*, now: datetime, threshold: int) -> list[Alert]:
         .filter(recordings__gt=threshold)
         .order_by("-recordings", "identity")[:20]
     )
+    people = people_describe(identities=[row["identity"] for row in rows])
     return [
         Alert(
             "error",
-            f"Bulk listening: {row['identity']}",
-            f"opened {row['recordings']} recordings between {row['hour']:%Y-%m-%d %H:00} and "
-            f"{row['hour'] + timedelta(hours=1):%H:00} UTC (threshold {threshold} an hour)",
-            _log_query(identity=row["identity"]),
+            f"Bulk listening: {_who(row['identity'], people)}",
+            f"opened {row['recordings']} recordings between {utc_text(row['hour'])} and "
+            f"{utc_text(row['hour'] + timedelta(hours=1))} (threshold {threshold} an hour)",
+            _log_query(
+                identity=row["identity"],
+                action=AccessAction.URL_PROVIDER,
+                since=row["hour"].strftime("%Y-%m-%dT%H:%M:%S"),
+                until=(row["hour"] + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S"),
+            ),
         )
         for row in rows
     ]
+
+
+def _who(identity: str, people: dict[str, Person]) -> str:
+    """An identity with the person behind it, when known: ``sam_40… (Sam Taylor <sam@…>)``."""
+    person = people.get(identity)
+    return f"{identity} ({person.label})" if person and person.label else identity
 
 
 def denial_spike_alert(*, now: datetime, minimum: int, factor: int) -> Alert | None:
@@ -382,7 +520,7 @@ def denial_spike_alert(*, now: datetime, minimum: int, factor: int) -> Alert | N
     hour_ago = now - timedelta(hours=1)
     week_before = hour_ago - timedelta(days=7)
     denied = AccessLog.objects.filter(
-        action__in=PLAYER_ACTIONS, outcome=AccessOutcome.DENIED, occurred_at__gte=week_before
+        action__in=REQUEST_ACTIONS, outcome=AccessOutcome.DENIED, occurred_at__gte=week_before
     ).aggregate(
         last_hour=Count("id", filter=Q(occurred_at__gte=hour_ago)),
         before=Count("id", filter=Q(occurred_at__lt=hour_ago)),
@@ -390,12 +528,25 @@ def denial_spike_alert(*, now: datetime, minimum: int, factor: int) -> Alert | N
     baseline = denied["before"] / (7 * 24)
     if denied["last_hour"] <= max(minimum, factor * baseline):
         return None
+    top = denied_people(since=hour_ago, limit=3)
+    who = ", ".join(
+        f"{_who(row.identity, {row.identity: row.person} if row.person else {})}: "
+        f"{plural(row.denials, 'denial')} ({row.reason})"
+        for row in top
+    )
+    usual = (
+        f"{baseline:.1f} an hour on average over the week before"
+        if baseline >= 0.1
+        else "almost none over the week before"
+    )
     return Alert(
         "error",
         "Denial spike",
-        f"{denied['last_hour']} denials in the last hour, against {baseline:.1f} an hour on "
-        f"average over the week before",
-        _log_query(outcome__exact="denied"),
+        f"{plural(denied['last_hour'], 'denial')} in the last hour, against {usual}. "
+        f"Most denied: {who or '-'}",
+        _log_query(
+            outcome__exact=AccessOutcome.DENIED, since=hour_ago.strftime("%Y-%m-%dT%H:%M:%S")
+        ),
     )
 
 
@@ -430,7 +581,7 @@ def chain_alerts(*, now: datetime, check: ChainCheck | None) -> list[Alert]:
             Alert(
                 "warning",
                 "The audit chain was not verified for over a day",
-                f"Last verification {check.checked_at:%Y-%m-%d %H:%M} UTC.",
+                f"Last verification {utc_text(check.checked_at)}.",
                 reverse("admin:audit_accesslog_verify"),
             )
         )
@@ -455,7 +606,7 @@ def dashboard(*, now: datetime, days: int = 30) -> Dashboard:
         alerts.append(
             Alert(
                 "warning",
-                f"{sync_failed} recording(s) stuck in sync_failed",
+                f"{plural(sync_failed, 'recording')} stuck in sync_failed",
                 "Their metadata could not be fetched from Twilio after every retry.",
                 reverse("admin:recordings_recording_changelist") + "?sync_state__exact=sync_failed",
             )
@@ -465,7 +616,7 @@ def dashboard(*, now: datetime, days: int = 30) -> Dashboard:
         alerts.append(
             Alert(
                 "error",
-                f"{unplayable} encrypted recording(s) the portal cannot open",
+                f"{plural(unplayable, 'encrypted recording')} the portal cannot open",
                 "Twilio encrypted them for a public key whose private key the portal does not "
                 "hold (error 16107 when the configured key was unusable): import it with "
                 "`manage.py import_private_key --public-key-sid CR… FILE`.",
@@ -480,12 +631,16 @@ def dashboard(*, now: datetime, days: int = 30) -> Dashboard:
         alerts=alerts,
         last_check=last_check,
         sync_failed=sync_failed,
+        activity=activity_counts(since=since),
+        denied=denied_people(since=now - timedelta(hours=24)),
     )
 
 
-def playback_bytes(*, identity: str) -> int:
-    """Bytes the portal's media endpoint served to ``identity`` (summed over its links)."""
+def playback_bytes(*, identities: Collection[str]) -> int:
+    """Bytes the portal's media endpoint served to ``identities`` (summed over their links)."""
     return (
-        MediaLink.objects.filter(identity=identity).aggregate(total=Sum("bytes_served"))["total"]
+        MediaLink.objects.filter(identity__in=sorted(identities)).aggregate(
+            total=Sum("bytes_served")
+        )["total"]
         or 0
     )

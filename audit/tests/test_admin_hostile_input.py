@@ -15,7 +15,7 @@ from django.urls import reverse
 
 from audit.admin.export_jobs import export_access_log
 from audit.admin.links import recording_timeline_link
-from audit.export import COLUMNS, csv_lines
+from audit.export import COLUMNS, EXPORT_COLUMNS, csv_lines
 from audit.models import AccessLog, AccessLogExport
 from audit.services import access_log_append
 from audit.tests.helpers import command_output
@@ -202,13 +202,14 @@ def hostile_log():
 
 def read_csv(text: str) -> list[list[str]]:
     records = list(csv.reader(io.StringIO(text, newline="")))
-    assert records[0] == list(COLUMNS)
+    assert records[0] == list(EXPORT_COLUMNS)
     return records[1:]
 
 
 def assert_one_record_per_row(records: list[list[str]], rows: int) -> None:
     assert len(records) == rows
-    assert all(len(record) == len(COLUMNS) for record in records)
+    # The log's columns in their order, then who the identity is (audit.export.PERSON_COLUMNS).
+    assert all(len(record) == len(EXPORT_COLUMNS) for record in records)
     recording = COLUMNS.index("recording_sid")
     assert records[0][recording] == ""  # the request itself: no malformed SID kept
     assert records[1][recording] == f"x\r{FORMULA}"[:34]

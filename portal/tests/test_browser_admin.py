@@ -120,7 +120,7 @@ def test_log_in_filter_the_log_and_open_a_timeline(live_server, page, officer, r
     page.wait_for_selector("#recording-timeline")
     timeline = page.locator("#recording-timeline").inner_text()
     assert "Twilio callback: completed" in timeline
-    assert "url_provider request: denied" in timeline
+    assert "Player asked for a recording: denied" in timeline
     assert "bob" in timeline
     snap(page, "4-recording-timeline")
     assert AccessLog.objects.filter(

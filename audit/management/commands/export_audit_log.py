@@ -1,6 +1,8 @@
-"""``manage.py export_audit_log --format jsonl|csv [--since ISO] [--until ISO]``: stream the
-access log to stdout for a SIEM, oldest first, one row per line, with sequence and hashes so the
-receiving side can check the chain too. Memory use does not grow with the log.
+"""``manage.py export_audit_log --format jsonl|csv [--since ISO] [--until ISO] [--person WHO]``:
+stream the access log to stdout for a SIEM, oldest first, one row per line, with sequence and
+hashes so the receiving side can check the chain too, and after them who the identity is
+(``identity_email``, ``agent_name``). ``--person`` keeps the rows of one person, named as an
+officer knows them (``audit.people.people_match``). Memory use does not grow with the log.
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
-from audit.export import COLUMNS, csv_lines, jsonl_lines
+from audit.export import COLUMNS, EXPORT_COLUMNS, csv_lines, jsonl_lines, rows_with_people
 from audit.models import AccessLog
+from audit.people import people_match
+from portal.sids import WORKER_SID, is_sid
 
 
 def _moment(text: str) -> datetime:
@@ -33,6 +37,17 @@ def _row_values(rows: QuerySet[AccessLog]) -> Generator[tuple[Any, ...], None, N
     yield from rows.values_list(*COLUMNS).iterator(chunk_size=2000)
 
 
+def _person_rows(term: str) -> Q:
+    """The rows of the person ``term`` names (their identities; a typed worker SID too)."""
+    term = term.strip()
+    if not term:
+        raise CommandError("--person needs an e-mail, a name, a worker SID or an identity")
+    condition = Q(identity__in=sorted(people_match(term=term).identities))
+    if is_sid(WORKER_SID, term):
+        condition |= Q(worker_sid=term)
+    return condition
+
+
 class Command(BaseCommand):
     """Print access log rows as JSON lines or CSV."""
 
@@ -42,6 +57,10 @@ class Command(BaseCommand):
         parser.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
         parser.add_argument("--since", help="rows at or after this ISO 8601 time (UTC if naive)")
         parser.add_argument("--until", help="rows before this ISO 8601 time (UTC if naive)")
+        parser.add_argument(
+            "--person",
+            help="rows of one person: an e-mail, a name, a worker SID or a Flex identity",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -58,8 +77,15 @@ class Command(BaseCommand):
             rows = rows.filter(occurred_at__gte=_moment(options["since"]))
         if options["until"]:
             rows = rows.filter(occurred_at__lt=_moment(options["until"]))
+        if options["person"]:
+            rows = rows.filter(_person_rows(options["person"]))
         values = _row_values(rows)
-        lines = csv_lines(values) if options["format"] == "csv" else jsonl_lines(values)
+        with_people = rows_with_people(values)
+        lines = (
+            csv_lines(with_people, columns=EXPORT_COLUMNS)
+            if options["format"] == "csv"
+            else jsonl_lines(with_people, columns=EXPORT_COLUMNS)
+        )
         try:
             for line in lines:
                 self.stdout.write(line, ending="")
