@@ -68,8 +68,11 @@ class AnchorStore(Protocol):
     def numbers(self) -> set[int]:
         """The numbers of every anchored seal (a listing, no content read)."""
 
-    def anchored(self, *, from_number: int = 1) -> dict[int, Anchored]:
-        """Every anchored seal from ``from_number`` on, by number, with all its versions."""
+    def anchored(
+        self, *, from_number: int = 1, through_number: int | None = None
+    ) -> dict[int, Anchored]:
+        """Every anchored seal from ``from_number`` on (through ``through_number`` when given),
+        by number, with all its versions."""
 
 
 class LocalAnchorStore:
@@ -109,8 +112,11 @@ class LocalAnchorStore:
         except ValueError as exc:
             raise AnchorUnavailable(f"a file under {folder} is not an anchor: {exc}") from exc
 
-    def anchored(self, *, from_number: int = 1) -> dict[int, Anchored]:
-        """Every anchor file's document from ``from_number`` on, by seal number."""
+    def anchored(
+        self, *, from_number: int = 1, through_number: int | None = None
+    ) -> dict[int, Anchored]:
+        """Every anchor file's document from ``from_number`` on (through ``through_number``
+        when given), by seal number."""
         folder = self.root / PREFIX
         if not folder.exists():
             return {}
@@ -118,7 +124,7 @@ class LocalAnchorStore:
         try:
             for path in sorted(folder.glob("*.json")):
                 number = int(path.stem)
-                if number < from_number:
+                if number < from_number or (through_number is not None and number > through_number):
                     continue
                 found[number] = Anchored(number, (json.loads(path.read_bytes()),))
         except (OSError, ValueError) as exc:
@@ -188,18 +194,26 @@ class S3AnchorStore:
         except (ClientError, BotoCoreError, ValueError) as exc:
             raise AnchorUnavailable(f"cannot list anchors in s3://{self.bucket}: {exc}") from exc
 
-    def anchored(self, *, from_number: int = 1, prefix: str = PREFIX) -> dict[int, Anchored]:
-        """Every version of every anchor from ``from_number`` on, read back, by seal number."""
+    def anchored(
+        self, *, from_number: int = 1, through_number: int | None = None, prefix: str = PREFIX
+    ) -> dict[int, Anchored]:
+        """Every version of every anchor from ``from_number`` on (through ``through_number``
+        when given), read back, by seal number."""
         client = self._client()
         documents: dict[int, list[dict[str, Any]]] = {}
+        # Keys are zero-padded, so the listing is in seal order: start after the key before
+        # ``from_number`` and stop past ``through_number`` rather than list years of anchors.
+        start = {"KeyMarker": anchor_name(from_number - 1)} if from_number > 1 else {}
         try:
             paginator = client.get_paginator("list_object_versions")
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, **start):
                 for version in page.get("Versions", []):
                     key = version["Key"]
                     number = int(key.removeprefix(PREFIX).removesuffix(".json"))
                     if number < from_number:
                         continue
+                    if through_number is not None and number > through_number:
+                        return {n: Anchored(n, tuple(docs)) for n, docs in documents.items()}
                     body = client.get_object(
                         Bucket=self.bucket, Key=key, VersionId=version["VersionId"]
                     )["Body"].read()

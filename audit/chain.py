@@ -259,9 +259,10 @@ def _rows_checked(head_sequence: int, after_sequence: int) -> Iterator[AccessLog
     )
 
 
-def chain_verify(*, after_sequence: int = 0) -> VerifyResult:
+def chain_verify(*, after_sequence: int = 0, through_sequence: int | None = None) -> VerifyResult:
     """Recompute the rows (all of them, or those after ``after_sequence``: an incremental run
-    after a verified seal) and check every digest over them; stop at the first problem.
+    after a verified seal; up to ``through_sequence`` when given: one batch of a resumable full
+    run, ``audit.verification``) and check every digest over them; stop at the first problem.
 
     Streams rows in sequence order (constant memory). For each row: a sequence below the expected
     one (a duplicate) means a row was inserted; above it, rows were deleted; a hash that does not
@@ -277,9 +278,17 @@ def chain_verify(*, after_sequence: int = 0) -> VerifyResult:
     keys = dict(signing_keys())
     mac_keys = dict(row_mac_keys())
     last_digest_id = AccessLogDigest.objects.aggregate(last=Max("id"))["last"] or 0
-    head_sequence = AccessLog.objects.aggregate(head=Max("sequence"))["head"] or 0
+    bounded = through_sequence is not None
+    head_sequence = (
+        through_sequence
+        if through_sequence is not None
+        else AccessLog.objects.aggregate(head=Max("sequence"))["head"] or 0
+    )
+    in_range = {"head_sequence__lte": head_sequence} if bounded else {}
     digests = (
-        AccessLogDigest.objects.filter(id__lte=last_digest_id, head_sequence__gte=after_sequence)
+        AccessLogDigest.objects.filter(
+            id__lte=last_digest_id, head_sequence__gte=after_sequence, **in_range
+        )
         .order_by("head_sequence", "id")
         .iterator(chunk_size=2000)
     )
@@ -425,11 +434,12 @@ def chain_verify(*, after_sequence: int = 0) -> VerifyResult:
         problem = digest_failure(pending_digest)
         if problem:
             return failure("digest_mismatch", problem, pending_digest.head_sequence)
+        ends = "the rows checked end" if bounded else "the log ends"
         return failure(
             "deleted",
             f"digest id {pending_digest.id} of {timestamp_canonical(pending_digest.created_at)} "
-            f"covers sequence {pending_digest.head_sequence}, but the log ends at "
-            f"{expected_sequence - 1}: rows were deleted from the end",
+            f"covers sequence {pending_digest.head_sequence}, but {ends} at "
+            f"{expected_sequence - 1}: rows were deleted" + ("" if bounded else " from the end"),
             expected_sequence,
         )
     return VerifyResult(

@@ -424,7 +424,7 @@ def chain_check_run(
     message = "; ".join(
         [result.message if not result.ok else f"{result.message}, {sealed}", *seals.problems]
     )
-    check = ChainCheck.objects.create(
+    check = ChainCheck(
         trigger=trigger,
         actor=actor,
         ok=ok,
@@ -439,22 +439,47 @@ def chain_check_run(
         full=after_number == 0,
         through_seal=seals.through_number if ok else 0,
     )
+    return chain_check_record(
+        check=check,
+        seals_checked=seals.seals,
+        anchors_checked=seals.anchors,
+        client_ip=client_ip,
+        user_agent=user_agent,
+        request_id=request_id,
+    )
+
+
+def chain_check_record(
+    *,
+    check: ChainCheck,
+    seals_checked: int,
+    anchors_checked: int,
+    client_ip: str | None = None,
+    user_agent: str = "",
+    request_id: str = "",
+    extra: Mapping[str, Any] | None = None,
+) -> ChainCheck:
+    """Keep a verification's verdict (an unsaved ``check``) and write its ``chain_verify`` row
+    to the access log, with ``extra`` in its detail; answer the saved check. Shared by the
+    one-pass check above and the batched full run (``audit.verification``)."""
+    check.save()
     access_log_append(
         action=AccessAction.CHAIN_VERIFY,
-        outcome=AccessOutcome.ALLOWED if ok else AccessOutcome.ERROR,
-        reason_code="chain_intact" if ok else f"chain_{problem}",
-        identity=actor,
+        outcome=AccessOutcome.ALLOWED if check.ok else AccessOutcome.ERROR,
+        reason_code="chain_intact" if check.ok else f"chain_{check.problem}",
+        identity=check.actor,
         client_ip=client_ip,
         user_agent=user_agent,
         request_id=request_id,
         detail={
-            "trigger": trigger,
+            "trigger": check.trigger,
             "check_id": check.pk,
-            "rows_verified": result.count,
-            "digests_checked": result.digests_checked,
-            "seals_checked": seals.seals,
-            "anchors_checked": seals.anchors,
-            "first_bad_sequence": result.first_bad_sequence,
+            "rows_verified": check.count,
+            "digests_checked": check.digests_checked,
+            "seals_checked": seals_checked,
+            "anchors_checked": anchors_checked,
+            "first_bad_sequence": check.first_bad_sequence,
+            **(extra or {}),
         },
     )
     return check

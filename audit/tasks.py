@@ -1,12 +1,26 @@
 """Celery tasks of the audit app (scheduled in ``CELERY_BEAT_SCHEDULE``): sealing the log,
-signing its head and verifying the whole chain."""
+signing its head, verifying it (incrementally, or fully as a resumable run) and taking up a
+full verification that a killed worker left."""
 
 from __future__ import annotations
 
+import logging
+from datetime import timedelta
+from typing import Any
+
 from celery import shared_task
+from celery.signals import worker_ready
+from django.db import connections
 
 from audit.sealer import seal_and_anchor
 from audit.services import audit_digest_create, chain_check_run
+from audit.verification import (
+    full_verification_start,
+    full_verification_sweep,
+    full_verification_work,
+)
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="audit.tasks.sign_audit_head", ignore_result=True)
@@ -26,8 +40,41 @@ def verify_audit_chain(
     """Verify the access log, its seals and anchors (nightly what was sealed since the last
     verified seal, weekly everything, or as an officer asks from the admin): the verification
     page and the dashboard's "broken audit chain" alert read the kept result, so no web request
-    re-hashes a million rows. Answers ``ok``."""
-    return chain_check_run(trigger=trigger, actor=actor, full=full).ok
+    re-hashes a million rows. Answers ``ok``; a full verification is a resumable run of its
+    own (``audit.verification``), started or taken up here: answers True once it is queued."""
+    if full:
+        full_verification_start(trigger=trigger, actor=actor)
+        return True
+    return chain_check_run(trigger=trigger, actor=actor, full=False).ok
+
+
+@shared_task(name="audit.tasks.verify_audit_log_fully", ignore_result=True)
+def verify_audit_log_fully(run_id: int) -> str:
+    """Work on a full verification run for a while, then queue the rest (see
+    ``audit.verification``); answers the run's state."""
+    run = full_verification_work(run_id=run_id)
+    return run.state if run is not None else "held elsewhere"
+
+
+@shared_task(name="audit.tasks.sweep_full_verifications", ignore_result=True)
+def sweep_full_verifications() -> int:
+    """Queue again a full verification whose worker was killed (from beat); answers how many."""
+    return full_verification_sweep()
+
+
+@worker_ready.connect
+def _resume_full_verifications(**_kwargs: Any) -> None:
+    """A worker that starts (after a deploy, or a crash) takes up an unfinished full
+    verification at once rather than after the sweep's delay; a run another worker is still
+    moving is left to it (its batch holds the run's lock)."""
+    try:
+        full_verification_sweep(stale_after=timedelta(0))
+    except Exception:  # the worker starts anyway: the periodic sweep tries again
+        logger.exception("could not look for unfinished full verifications")
+    finally:
+        # The worker's main process forks replacement pool processes later: they must not
+        # inherit its database connection.
+        connections.close_all()
 
 
 @shared_task(name="audit.tasks.seal_audit_log", ignore_result=True)
