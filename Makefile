@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint services browser venv bench-webhook bench-url-provider bench-media bench-archive bench-audit-append clean
+.PHONY: run test lint services browser venv bench-webhook bench-taskrouter bench-url-provider bench-media bench-archive bench-audit-append bench-waveform bench-holds clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON)"; exit 1; }
@@ -20,14 +20,18 @@ venv: $(STAMP)
 # The demo talks to the project's fake Twilio (tokens demo-supervisor-token, demo-agent-token).
 DEMO_ENV := DJANGO_DEBUG=1 TWILIO_ACCOUNT_SID=ACdddddddddddddddddddddddddddddddd \
 	TWILIO_AUTH_TOKEN=demo0000000000000000000000000000 \
-	TWILIO_API_OVERRIDE=http://127.0.0.1:8799
+	TWILIO_API_OVERRIDE=http://127.0.0.1:8799 \
+	PUBLIC_BASE_URL=http://127.0.0.1:8000 \
+	TWILIO_WORKSPACE_SID=WSdddddddddddddddddddddddddddddddd
 
 run: $(STAMP)
 	mkdir -p var
 	$(DEMO_ENV) $(PY) manage.py migrate --noinput
-	$(DEMO_ENV) $(PY) manage.py seed_demo
+	@# The fake first: seed_demo reads the demo's Flex directory from it and writes the demo
+	@# recording into the demo task's attributes there.
 	@$(DEMO_ENV) bash -c '$(PY) manage.py run_fake_twilio --port 8799 --demo >var/fake-twilio.log 2>&1 & \
-	  fake=$$!; trap "kill $$fake" EXIT; $(PY) manage.py runserver 127.0.0.1:8000'
+	  fake=$$!; trap "kill $$fake" EXIT; \
+	  $(PY) manage.py seed_demo --wait-for-twilio 10 && $(PY) manage.py runserver 127.0.0.1:8000'
 
 
 # PostgreSQL and Redis on this machine; started when they are down.
@@ -55,6 +59,9 @@ test: $(STAMP) services browser lint
 bench-webhook: $(STAMP) services
 	$(PY) bench/webhook.py
 
+bench-taskrouter: $(STAMP) services
+	$(PY) bench/taskrouter_events.py
+
 bench-url-provider: $(STAMP) services
 	$(PY) bench/url_provider.py
 
@@ -66,6 +73,12 @@ bench-audit-append: $(STAMP) services
 
 bench-media: $(STAMP) services
 	$(PY) bench/media.py
+
+bench-waveform: $(STAMP)
+	$(PY) bench/waveform.py
+
+bench-holds: $(STAMP) services
+	$(PY) bench/legal_holds.py
 
 clean:
 	rm -rf $(VENV) db.sqlite3 media var

@@ -35,6 +35,10 @@ ACCESS_RULE_FIELDS = (
     "sources",
     "call_sids",
     "max_age_days",
+    "queues",
+    "teams",
+    "workers",
+    "handled_by",
     "valid_from",
     "valid_until",
     "reason",
@@ -47,8 +51,13 @@ class AccessRule(models.Model):
     Subjects: ``identities`` (shell-style globs against the Flex token's ``identity`` or
     ``realm_user_id``), ``worker_sids`` (exact), ``roles`` (the caller holds at least one). An
     empty list places no condition, so a rule with all three empty applies to every caller.
-    Scope: ``account_sids``, ``sources``, ``call_sids`` (exact), ``max_age_days``; empty or null
+    Scope: ``account_sids``, ``sources``, ``call_sids`` (exact), ``max_age_days``, and who
+    handled the recording (``queues``, ``teams``, ``workers``, ``handled_by``); empty or null
     places no condition. ``audit.decisions.access_decide`` is the only code that interprets them.
+
+    Every write to the table, by any path (ORM, bulk update, raw SQL, a test's flush), gives
+    :class:`AccessRuleSetVersion` a new token in the same transaction (database triggers of
+    migration ``0015``): the per-process rule cache of ``audit.decisions`` reloads on it.
     """
 
     name = models.CharField(max_length=100, unique=True)
@@ -106,6 +115,27 @@ class AccessRule(models.Model):
             raise ValidationError(exc.errors) from exc
         for field, value in cleaned.items():
             setattr(self, field, value)
+
+
+class AccessRuleSetVersion(models.Model):
+    """One row whose ``token`` changes with every write to ``AccessRule``.
+
+    Database triggers (migration ``0015``, PostgreSQL and SQLite) write a fresh random token in
+    the statement's own transaction, whatever wrote the rules: so a committed change is seen by
+    every process with the change itself, a rolled-back one takes its token with it (and a
+    random token never comes back, unlike a counter that a rollback resets to a value another
+    change then reuses), and a truncated table leaves no row, which readers treat as "unknown".
+    Nothing in Python writes it.
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    token = models.CharField(max_length=36)
+
+    class Meta:
+        verbose_name = "access rule set version"
+
+    def __str__(self) -> str:
+        return self.token
 
 
 class AccessAction(models.TextChoices):
@@ -343,6 +373,95 @@ class ChainCheck(models.Model):
     def __str__(self) -> str:
         verdict = "intact" if self.ok else f"BROKEN at #{self.first_bad_sequence}"
         return f"{self.checked_at:%Y-%m-%d %H:%M:%S}Z: {verdict}"
+
+
+class VerificationState(models.TextChoices):
+    """Where a full re-verification of the access log stands."""
+
+    QUEUED = "queued", "queued"
+    RUNNING = "running", "running"
+    DONE = "done", "done"
+    FAILED = "failed", "failed (can be resumed)"
+
+
+class ChainVerificationRun(models.Model):
+    """A full re-verification of the access log, done in batches of seals (``audit.verification``).
+
+    Reading a million rows takes about a minute and a deploy or a killed worker must not lose
+    it, so each batch commits its position (``through_seal``) and counts here, and a requeued
+    run goes on from there. At most one run is unfinished at a time (a partial unique
+    constraint). When it ends, its verdict is kept as a ``ChainCheck`` (``verdict``) and written
+    to the access log, like any other verification.
+    """
+
+    kind = models.CharField(
+        max_length=8,
+        default="full",
+        editable=False,
+        help_text="What is verified: every row and seal. At most one unfinished run of a kind.",
+    )
+    trigger = models.CharField(max_length=16, help_text="admin, schedule or command.")
+    actor = models.CharField(max_length=255, blank=True)
+    state = models.CharField(
+        max_length=8, choices=VerificationState.choices, default=VerificationState.QUEUED
+    )
+    requested_at = models.DateTimeField(default=timezone.now, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    target_seal = models.PositiveBigIntegerField(
+        default=0, help_text="The last seal when the run began: batches go up to it."
+    )
+    target_sequence = models.PositiveBigIntegerField(
+        default=0,
+        help_text="The highest row number when the run began (the total, for progress).",
+    )
+    through_seal = models.PositiveBigIntegerField(
+        default=0,
+        help_text="The last seal verified by a committed batch: a resumed run goes on after it.",
+    )
+    through_sequence = models.PositiveBigIntegerField(default=0)
+    batches = models.PositiveIntegerField(default=0)
+    resumes = models.PositiveIntegerField(
+        default=0, help_text="How often the run went on after it had been interrupted."
+    )
+    rows_checked = models.PositiveBigIntegerField(default=0)
+    seals_checked = models.PositiveBigIntegerField(default=0)
+    digests_checked = models.PositiveIntegerField(default=0)
+    anchors_checked = models.PositiveBigIntegerField(default=0)
+    last_digest_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True, help_text="Why the run stopped without a verdict.")
+    verdict = models.OneToOneField(
+        ChainCheck,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="run",
+        help_text="The verdict, once the run is done.",
+    )
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        verbose_name = "full audit log verification"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind"],
+                condition=models.Q(state__in=["queued", "running", "failed"]),
+                name="audit_one_unfinished_verification_run",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"full verification {self.pk} ({self.state})"
+
+    @property
+    def percent(self) -> int:
+        """How far the run is, by row number (0 to 100)."""
+        if self.state == VerificationState.DONE:
+            return 100
+        if not self.target_sequence:
+            return 0
+        return min(99, self.through_sequence * 100 // self.target_sequence)
 
 
 class ExportState(models.TextChoices):

@@ -241,7 +241,7 @@ PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="").rstrip("/")
 # endpoints only: exact origins, never "*", no credentials; Vary: Origin is appended to what a
 # view set, never overwritten.
 CORS_ALLOWED_ORIGINS = env.list("FLEX_ALLOWED_ORIGINS", default=["https://flex.twilio.com"])
-CORS_URLS_REGEX = r"^/(api/v1/url-provider|media/)"
+CORS_URLS_REGEX = r"^/(api/v1/url-provider|api/v1/recordings/[\s\S]*/waveform$|media/)"
 CORS_ALLOW_METHODS = ("GET", "HEAD", "OPTIONS")
 CORS_ALLOW_HEADERS = ("authorization", "cache-control", "pragma", "range")
 CORS_EXPOSE_HEADERS = ("Content-Length", "Content-Range", "Accept-Ranges", "X-Request-ID")
@@ -308,6 +308,18 @@ CELERY_BEAT_SCHEDULE = {
         "task": "recordings.tasks.dispatch_pending_events",
         "schedule": timedelta(minutes=1),
     },
+    "dispatch-pending-taskrouter-events": {
+        "task": "recordings.tasks.dispatch_pending_taskrouter_events",
+        "schedule": timedelta(minutes=1),
+    },
+    "link-flex-recordings": {
+        "task": "recordings.tasks.link_flex_recordings",
+        "schedule": timedelta(minutes=10),
+    },
+    "sync-flex-directory": {
+        "task": "recordings.tasks.sync_flex_directory",
+        "schedule": crontab(minute=37),
+    },
     "reconcile-recent-recordings": {
         "task": "recordings.tasks.reconcile_recent",
         "schedule": timedelta(minutes=30),
@@ -337,6 +349,10 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(hour=4, minute=7, day_of_week="sun"),
         "kwargs": {"actor": "system:weekly", "full": True},
     },
+    "resume-abandoned-audit-verifications": {
+        "task": "audit.tasks.sweep_full_verifications",
+        "schedule": crontab(minute="*/5"),
+    },
     "refresh-twilio-subaccounts": {
         "task": "recordings.tasks.refresh_subaccounts",
         "schedule": crontab(minute=7),
@@ -344,6 +360,10 @@ CELERY_BEAT_SCHEDULE = {
     "apply-retention-policies": {
         "task": "recordings.tasks.apply_retention",
         "schedule": crontab(hour=2, minute=41),
+    },
+    "sweep-flex-media": {
+        "task": "recordings.tasks.sweep_flex_media",
+        "schedule": timedelta(minutes=1),
     },
 }
 

@@ -27,6 +27,7 @@ ARCHIVE_RECORDING = "recordings.tasks.archive_recording"
 ARCHIVE_RECORDING_BATCH = "recordings.tasks.archive_recording_batch"
 PROCESS_TASKROUTER_EVENTS = "recordings.tasks.process_taskrouter_events"
 ATTACH_FLEX_MEDIA = "recordings.tasks.attach_flex_media"
+LINK_RECORDING_TASKS = "recordings.tasks.link_recording_tasks"
 ANALYSE_RECORDING = "recordings.tasks.analyse_recording"
 
 # Exponential backoff for work that waits on Twilio or storage: 30 s doubling up to 30 min,
@@ -146,13 +147,26 @@ def queue_recording_archives(recording_ids: Iterable[int]) -> int:
     return queued
 
 
-def queue_taskrouter_events(event_ids: Sequence[int]) -> bool:
-    """Have stored TaskRouter events processed, in one message; False when the broker cannot be
-    reached (the events stay ``pending`` and the periodic dispatcher queues them)."""
+def queue_taskrouter_events(event_ids: Sequence[int], *, countdown: int | None = None) -> bool:
+    """Have stored TaskRouter events processed, in one message (or in ``countdown`` seconds);
+    False when the broker cannot be reached (the events stay ``pending`` and the periodic
+    dispatcher queues them)."""
     if not event_ids:
         return True
     return _send_quietly(
-        PROCESS_TASKROUTER_EVENTS, (list(event_ids),), f"{len(event_ids)} TaskRouter events"
+        PROCESS_TASKROUTER_EVENTS,
+        (list(event_ids),),
+        f"{len(event_ids)} TaskRouter events",
+        countdown=countdown,
+    )
+
+
+def queue_recording_task_link(recording_id: int) -> bool:
+    """Have a synced recording linked to its Flex task(s) soon; a recording whose message is
+    lost is linked by the periodic ``link_flex_recordings`` sweep (or when its task's events
+    come)."""
+    return _send_quietly(
+        LINK_RECORDING_TASKS, (recording_id,), f"Flex linking of recording {recording_id}"
     )
 
 

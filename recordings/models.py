@@ -79,7 +79,8 @@ class Recording(models.Model):
     sid = models.CharField("recording SID", max_length=34, unique=True)
     account_sid = models.CharField(max_length=34, db_index=True)
     call_sid = models.CharField(max_length=34, blank=True, db_index=True)
-    conference_sid = models.CharField(max_length=34, blank=True)
+    # Indexed: a Flex task finds its recordings by conference (recordings.flex.linking).
+    conference_sid = models.CharField(max_length=34, blank=True, db_index=True)
     status = models.CharField(max_length=16, choices=RecordingStatus.choices, blank=True)
     source = models.CharField(max_length=40, blank=True)
     channels = models.PositiveSmallIntegerField(null=True, blank=True)
@@ -600,6 +601,12 @@ class FlexReservation(models.Model):
     task = models.ForeignKey(FlexTask, on_delete=models.CASCADE, related_name="reservations")
     worker_sid = models.CharField(max_length=34, db_index=True)
     worker_name = models.CharField(max_length=255, blank=True)
+    team_name = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text="The worker's team when they handled the task (from the event's worker "
+        "attributes, else the directory); kept when the worker changes team later.",
+    )
     status = models.CharField(max_length=32, blank=True)
     created_at_twilio = models.DateTimeField(null=True, blank=True)
     accepted_at = models.DateTimeField(null=True, blank=True)
@@ -644,3 +651,42 @@ class RecordingTaskLink(models.Model):
 
     def __str__(self) -> str:
         return f"{self.recording.sid} → {self.task.sid}"
+
+
+class AnalysisState(models.TextChoices):
+    """How a recording's waveform and speech analysis ended."""
+
+    DONE = "done", "done"
+    FAILED = "failed", "failed"
+
+
+class RecordingAnalysis(models.Model):
+    """A recording's waveform and speech activity (``recordings.analysis``): the summary figures
+    the dashboard and filters read; the peaks and segments themselves are derived files in
+    storage, keyed by ``media_sha256`` (the SHA-256 of the audio file as played)."""
+
+    recording = models.OneToOneField(Recording, on_delete=models.CASCADE, related_name="analysis")
+    state = models.CharField(max_length=16, choices=AnalysisState.choices)
+    error = models.TextField(blank=True)
+    algorithm = models.PositiveSmallIntegerField(help_text="Version of the analysis that ran.")
+    media_sha256 = models.CharField(max_length=64, blank=True, db_index=True)
+    analysed_at = models.DateTimeField(default=timezone.now)
+    duration_seconds = models.FloatField(null=True, blank=True)
+    channels = models.PositiveSmallIntegerField(null=True, blank=True)
+    sample_rate = models.PositiveIntegerField(null=True, blank=True)
+    agent_talk_ratio = models.FloatField(
+        null=True, blank=True, help_text="Agent's share of the time anyone spoke (dual-channel)."
+    )
+    customer_talk_ratio = models.FloatField(null=True, blank=True)
+    silence_seconds = models.FloatField(null=True, blank=True)
+    silence_ratio = models.FloatField(null=True, blank=True)
+    longest_silence_seconds = models.FloatField(null=True, blank=True, db_index=True)
+    cross_talk_seconds = models.FloatField(null=True, blank=True)
+    cross_talk_ratio = models.FloatField(null=True, blank=True, db_index=True)
+    interruptions = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "recording analyses"
+
+    def __str__(self) -> str:
+        return f"analysis of {self.recording_id} ({self.state})"

@@ -9,20 +9,32 @@ this module but Celery's autodiscovery.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 
 from celery import Task, shared_task
 from celery.signals import worker_process_init
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from recordings import jobs
+from recordings.analysis import service as analysis_service
 from recordings.custody import subaccounts
+from recordings.flex import attach as flex_attach
+from recordings.flex import directory, linking
+from recordings.flex import events as flex_events
 from recordings.ingest import events, reconcile
 from recordings.integrations import storage, twilio_api
 from recordings.lifecycle import archive, retention
 from recordings.media import encrypted
 from recordings.media.body import MediaError, MediaNotFound, MediaUnavailable
-from recordings.models import IntegrityState, MediaLocation, Recording, RecordingEvent
+from recordings.models import (
+    IntegrityState,
+    MediaLocation,
+    Recording,
+    RecordingEvent,
+    TaskRouterEvent,
+)
 from recordings.playback import links
 
 logger = logging.getLogger(__name__)
@@ -73,16 +85,27 @@ def sync_events(self: Task, event_ids: list[int]) -> None:
 def dispatch_pending_events() -> int:
     """Queue pending events whose message was never sent or was lost (e.g. the broker was down
     when the callback came); returns how many were queued."""
-    due = list(events.events_due().values_list("pk", flat=True)[:1000])
-    queued = 0
-    for start in range(0, len(due), jobs.EVENT_BATCH_SIZE):
-        batch = due[start : start + jobs.EVENT_BATCH_SIZE]
-        if not jobs.queue_event_syncs(batch):
-            break
-        RecordingEvent.objects.filter(pk__in=batch).update(next_attempt_at=timezone.now())
-        queued += len(batch)
+    queued = _dispatch(events.events_due(), jobs.queue_event_syncs)
     if queued:
         logger.info("dispatched %s pending recording events", queued)
+    return queued
+
+
+def _dispatch(
+    due: QuerySet[RecordingEvent] | QuerySet[TaskRouterEvent],
+    queue: Callable[[list[int]], bool],
+) -> int:
+    """Queue the first thousand ``due`` events in batches, moving each queued one's next
+    attempt to now (so the next dispatch leaves it to its message); stops at the first batch
+    the broker does not take. Answers how many were queued."""
+    ids = list(due.values_list("pk", flat=True)[:1000])
+    queued = 0
+    for start in range(0, len(ids), jobs.EVENT_BATCH_SIZE):
+        batch = ids[start : start + jobs.EVENT_BATCH_SIZE]
+        if not queue(batch):
+            break
+        due.model.objects.filter(pk__in=batch).update(next_attempt_at=timezone.now())
+        queued += len(batch)
     return queued
 
 
@@ -138,6 +161,7 @@ def verify_recording_media(self: Task, recording_id: int, force: bool = False) -
         # Tag failures are recorded and audited by media_verify itself.
         logger.warning("could not verify recording %s: %s", recording.sid, exc)
         return exc.code
+    jobs.queue_recording_analysis(recording.pk)
     return "verified"
 
 
@@ -206,3 +230,91 @@ def apply_retention() -> dict[str, int]:
     """Apply the retention policies (daily, from beat): soft-delete what is past its keep,
     hard-delete what is past its grace; failures stay on the recordings for the next run."""
     return retention.retention_apply(now=timezone.now()).as_dict()
+
+
+@shared_task(bind=True, acks_late=True)
+def attach_flex_media(self: Task, link_ids: list[int]) -> dict[str, int]:
+    """Write recordings into their Flex tasks' ``conversations.media``
+    (``recordings.flex.attach``); links Twilio could not take now are queued again after their
+    backoff (embedded mode has no broker to hold a delayed message: they wait for the sweep or
+    the admin's "Attach to Flex again"). Answers how many ended in each state."""
+    summary = flex_attach.flex_media_attach(link_ids=link_ids)
+    if summary.pending and summary.retry_in is not None and not self.request.is_eager:
+        jobs.queue_flex_media_attach(summary.pending, countdown=summary.retry_in)
+    return {
+        "attached": len(summary.attached),
+        "pending": len(summary.pending),
+        "task_gone": len(summary.task_gone),
+        "failed": len(summary.failed),
+        "off": len(summary.off),
+    }
+
+
+@shared_task
+def sweep_flex_media() -> int:
+    """Queue recording-task links still waiting to be written into Flex whose time has come
+    (from beat): lost messages, a broker outage, retries after Twilio was unavailable."""
+    return flex_attach.flex_media_sweep()
+
+
+ANALYSIS_MAX_RETRIES = 6
+
+
+@shared_task(bind=True, acks_late=True)
+def analyse_recording(self: Task, recording_id: int, force: bool = False) -> str:
+    """Compute a recording's waveform and speech activity (``recordings.analysis.service``);
+    answers what happened. Storage or Twilio down: retried with backoff (none in embedded mode,
+    where ``analyse_recordings`` finds the recording again)."""
+    try:
+        return analysis_service.recording_analyse(recording_id=recording_id, force=force).code
+    except analysis_service.AnalysisUnavailable as exc:
+        if self.request.is_eager or self.request.retries >= ANALYSIS_MAX_RETRIES:
+            logger.warning("could not analyse recording %s now: %s", recording_id, exc)
+            return "unavailable"
+        raise self.retry(countdown=jobs.retry_delay(self.request.retries + 1)) from None
+
+
+@shared_task(bind=True, acks_late=True)
+def process_taskrouter_events(self: Task, event_ids: list[int]) -> None:
+    """Apply stored TaskRouter events (``recordings.flex.events``); each one the database
+    failed gets its own delayed retry (none in embedded mode: it stays pending for
+    ``dispatch_pending_taskrouter_events``)."""
+    retries = flex_events.taskrouter_events_process(event_ids=event_ids)
+    if self.request.is_eager:
+        return
+    for event_id, countdown in retries.items():
+        if countdown is not None:
+            jobs.queue_taskrouter_events([event_id], countdown=countdown)
+
+
+@shared_task
+def dispatch_pending_taskrouter_events() -> int:
+    """Queue pending TaskRouter events whose message was never sent or was lost (the broker
+    was down when TaskRouter posted them); returns how many were queued."""
+    queued = _dispatch(flex_events.taskrouter_events_due(), jobs.queue_taskrouter_events)
+    if queued:
+        logger.info("dispatched %s pending TaskRouter events", queued)
+    return queued
+
+
+@shared_task(acks_late=True)
+def link_recording_tasks(recording_id: int) -> list[int]:
+    """Link a synced recording to its Flex task(s) (``recordings.flex.linking``); answers the
+    ids of the links queued for media attachment."""
+    return linking.recording_link(recording_id=recording_id)
+
+
+@shared_task
+def link_flex_recordings(hours: int = 6) -> int:
+    """Link recordings of the last ``hours`` that belong to a known task but have no link (a
+    link message lost with the broker); returns how many were linked."""
+    return linking.recordings_link_missing(since=timezone.now() - timedelta(hours=hours))
+
+
+@shared_task
+def sync_flex_directory() -> dict[str, int]:
+    """Read TaskRouter's workers and task queues into the portal's directory (hourly); does
+    nothing without a workspace configured."""
+    if not flex_events.linkage_configured():
+        return {}
+    return directory.flex_directory_sync(actor="system:schedule").as_dict()

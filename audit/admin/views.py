@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from celery import current_app
 from django.conf import settings
@@ -40,9 +42,19 @@ from django.utils import timezone
 
 from audit.admin import export_jobs, selectors
 from audit.admin.chart import daily_bar_chart
+from audit.admin.filters import date_parameter
 from audit.admin.forms import RulesImportForm, RuleTestForm
 from audit.decisions import access_decide, access_explain
-from audit.models import AccessAction, AccessLogExport, AccessRule, ChainCheck, ExportState
+from audit.models import (
+    AccessAction,
+    AccessLogExport,
+    AccessRule,
+    ChainCheck,
+    ChainVerificationRun,
+    ExportState,
+    VerificationState,
+)
+from audit.people import people_describe, people_match
 from audit.rules_file import (
     RulePreview,
     RulesFileError,
@@ -54,6 +66,13 @@ from audit.rules_file import (
 from audit.sealer import sealing_status
 from audit.services import chain_check_run
 from audit.staff_actions import query_detail, staff_action_log, staff_identity
+from audit.verification import (
+    STALE_AFTER,
+    UNFINISHED,
+    full_verification_current,
+    full_verification_resume,
+    full_verification_start,
+)
 from portal.http import request_audit_fields
 from portal.sids import RECORDING_SID
 from recordings.models import Recording
@@ -95,20 +114,23 @@ def dashboard(request: HttpRequest, model_admin: admin.ModelAdmin) -> HttpRespon
 
 
 def verify(request: HttpRequest, model_admin: admin.ModelAdmin) -> HttpResponse:
-    """GET: the seal status and the last verifications; POST: have the log verified (what was
-    sealed since the last verified seal, or with ``scope=full`` everything).
+    """GET: the seal status, a full re-verification's progress and the last verifications;
+    POST: have the log verified (what was sealed since the last verified seal), or with
+    ``scope=full`` start (or take up) a full re-verification, or ``resume=<run id>`` one that
+    stopped.
 
-    Verification reads every row, so with a broker it runs as a Celery task and its result
-    appears here when done (a million rows outlast any web request); embedded mode, with no
-    broker, runs it at once.
+    Nothing here reads the whole log: with a broker both kinds run as Celery tasks and their
+    result appears here when done (a million rows outlast any web request); embedded mode, with
+    no broker, runs them at once.
     """
     _require(request, "audit.view_accesslog")
+    if request.method == "POST" and ("resume" in request.POST or "scope" in request.POST):
+        return _full_verification_post(request)
     if request.method == "POST":
         actor = staff_identity(request)
-        full = request.POST.get("scope") == "full"
         if current_app.conf.task_always_eager:
             check = chain_check_run(
-                trigger="admin", actor=actor, full=full, **request_audit_fields(request)
+                trigger="admin", actor=actor, full=False, **request_audit_fields(request)
             )
             if check.ok:
                 messages.success(request, f"The audit log is intact: {check.message}.")
@@ -117,20 +139,67 @@ def verify(request: HttpRequest, model_admin: admin.ModelAdmin) -> HttpResponse:
         else:
             current_app.send_task(
                 "audit.tasks.verify_audit_chain",
-                kwargs={"trigger": "admin", "actor": actor, "full": full},
+                kwargs={"trigger": "admin", "actor": actor, "full": False},
             )
             messages.info(
                 request, "Verification queued: its result appears below when it is done."
             )
         return HttpResponseRedirect(reverse("admin:audit_accesslog_verify"))
     checks = list(ChainCheck.objects.order_by("-checked_at", "-id")[:10])
+    now = timezone.now()
+    run = full_verification_current() or ChainVerificationRun.objects.first()
     context = {
         **_context(request, model_admin, "Verify audit log"),
         "latest": checks[0] if checks else None,
         "checks": checks,
-        "sealing": sealing_status(),
+        "sealing": sealing_status(now=now),
+        "run": run,
+        "run_stalled": run is not None
+        and (
+            run.state == VerificationState.FAILED
+            or (run.state in UNFINISHED and run.updated_at < now - STALE_AFTER)
+        ),
     }
     return TemplateResponse(request, "admin/audit/verify.html", context)
+
+
+def _full_verification_post(request: HttpRequest) -> HttpResponse:
+    """Start, take up or resume the full re-verification (``audit.verification``), audited
+    as the officer's ``chain_verify`` request; its verdict is written when it ends."""
+    resume = request.POST.get("resume", "")
+    if resume:
+        if not resume.isdigit():
+            raise Http404("no such verification")
+        run = ChainVerificationRun.objects.filter(pk=int(resume)).first()
+        if run is None:
+            raise Http404("no such verification")
+        run = full_verification_resume(run_id=run.pk)
+        created = False
+    else:
+        run, created = full_verification_start(trigger="admin", actor=staff_identity(request))
+    staff_action_log(
+        request,
+        action=AccessAction.CHAIN_VERIFY,
+        reason_code="full_verification_resumed" if resume else "full_verification_requested",
+        detail={"run_id": run.pk, "new": created},
+    )
+    if run.state == VerificationState.DONE and run.verdict is not None:
+        if run.verdict.ok:
+            messages.success(request, f"The audit log is intact: {run.verdict.message}.")
+        else:
+            messages.error(request, f"The audit log is BROKEN: {run.verdict.message}")
+    elif created:
+        messages.info(
+            request,
+            f"Full re-verification {run.pk} queued: its progress and result appear below.",
+        )
+    else:
+        messages.info(
+            request,
+            f"Full re-verification {run.pk} goes on from seal {run.through_seal}: "
+            "only one runs at a time.",
+        )
+    return HttpResponseRedirect(reverse("admin:audit_accesslog_verify"))
 
 
 def export(request: HttpRequest, model_admin: admin.ModelAdmin, fmt: str) -> HttpResponseBase:
@@ -145,9 +214,13 @@ def export(request: HttpRequest, model_admin: admin.ModelAdmin, fmt: str) -> Htt
     # The list's filters travel in the form's query string, as on the list itself.
     try:
         job = export_jobs.export_queue(request=request, fmt=fmt)
-    except IncorrectLookupParameters:
-        messages.error(request, "The filter is not valid; nothing was exported.")
-        return HttpResponseRedirect(reverse("admin:audit_accesslog_changelist"))
+    except IncorrectLookupParameters as exc:
+        messages.error(request, f"The filter is not valid ({exc}); nothing was exported.")
+        # Back to the same list, its filters kept, where the bad one is named by its field.
+        query = request.GET.urlencode()
+        return HttpResponseRedirect(
+            reverse("admin:audit_accesslog_changelist") + (f"?{query}" if query else "")
+        )
     staff_action_log(
         request,
         action=AccessAction.ADMIN_EXPORT,
@@ -202,25 +275,66 @@ def export_download(
 
 
 def identity(request: HttpRequest, model_admin: admin.ModelAdmin) -> HttpResponse:
-    """Everything one identity (``?identity=``) opened, grouped by recording."""
+    """Everything one person opened, grouped by recording: ``?identity=`` takes the person
+    the way the officer knows them (an e-mail, a name, a worker SID, Flex's identity or part
+    of it), ``since``/``until`` a date range validated like the log's (a bad date is named
+    next to its field and left out)."""
     _require(request, "audit.view_accesslog")
     subject = request.GET.get("identity", "").strip()[:255]
+    bounds, errors = _date_range(request)
     activity = None
-    if subject:
+    found = people_match(term=subject) if subject else None
+    if found is not None:
         staff_action_log(
             request,
             action=AccessAction.ADMIN_VIEW,
             reason_code="identity_activity",
-            detail={"subject": subject},
+            detail={
+                "subject": subject,
+                **{name: moment.isoformat() for name, moment in bounds.items()},
+            },
         )
-        activity = selectors.identity_activity(identity=subject)
+        activity = selectors.identity_activity(identities=found.identities, **bounds)
+    people = (
+        people_describe(identities=found.identities, worker_sids=found.worker_sids)
+        if found is not None
+        else {}
+    )
+    shown = set(activity.identities) if activity else set()
     context = {
         **_context(request, model_admin, f"Opened by {subject}" if subject else "Identity"),
         "subject": subject,
+        "since": request.GET.get("since", "").strip(),
+        "until": request.GET.get("until", "").strip(),
+        "errors": errors,
         "activity": activity,
-        "bytes_served": selectors.playback_bytes(identity=subject) if subject else 0,
+        "people": sorted(
+            {person for person in people.values() if person.identity in shown},
+            key=lambda person: (person.name, person.identity),
+        ),
+        "log_query": urlencode({"q": subject, "activity": "all"}),
+        "bytes_served": (
+            selectors.playback_bytes(identities=found.identities) if found is not None else 0
+        ),
     }
     return TemplateResponse(request, "admin/audit/identity.html", context)
+
+
+def _date_range(request: HttpRequest) -> tuple[dict[str, datetime], dict[str, str]]:
+    """``since`` and ``until`` from the query (the access log's rules: dates or dates and
+    times, UTC, ``until`` exclusive and a whole day for a date), and what is wrong with each
+    one that is not a date."""
+    bounds: dict[str, datetime] = {}
+    errors: dict[str, str] = {}
+    for name, end in (("since", False), ("until", True)):
+        text = request.GET.get(name, "").strip()
+        if not text:
+            continue
+        try:
+            bounds[name] = date_parameter(text, end=end)
+        except IncorrectLookupParameters as exc:
+            errors[name] = str(exc)
+    return bounds, errors
 
 
 def recording_timeline(
@@ -267,7 +381,7 @@ def rule_test(request: HttpRequest, model_admin: admin.ModelAdmin) -> HttpRespon
     would answer), and show for every rule whether it applies and why not."""
     _require(request, "audit.view_accessrule")
     form = RuleTestForm(request.GET if "identity" in request.GET else None)
-    decision = checks = None
+    decision = checks = caller = facts = None
     if form.is_valid():
         caller, facts, now = form.caller(), form.recording_facts(), form.moment()
         decision = access_decide(caller=caller, recording=facts, now=now)
@@ -278,6 +392,8 @@ def rule_test(request: HttpRequest, model_admin: admin.ModelAdmin) -> HttpRespon
         "form": form,
         "decision": decision,
         "checks": checks,
+        "caller": caller,
+        "facts": facts,
         "focus": request.GET.get("rule", ""),
     }
     return TemplateResponse(request, "admin/audit/accessrule/test.html", context)
