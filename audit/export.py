@@ -20,6 +20,7 @@ from itertools import islice
 from typing import Any
 
 from audit.chain import CHAIN_FIELDS, timestamp_canonical
+from audit.ocsf import ocsf_event
 from audit.people import people_describe, person_of
 
 COLUMNS = ("sequence", *CHAIN_FIELDS, "prev_hash", "row_hash")
@@ -68,6 +69,16 @@ def jsonl_lines(
     """One compact JSON object per row, each ending in a newline."""
     for row in rows:
         yield json.dumps(_record(row, columns), separators=(",", ":")) + "\n"
+
+
+def ocsf_lines(
+    rows: Iterable[tuple[Any, ...]], *, columns: tuple[str, ...] = COLUMNS
+) -> Iterator[str]:
+    """One OCSF event (``audit.ocsf``) per row as compact JSON, each ending in a newline; the
+    row's ``COLUMNS`` go into the event's ``raw_data``."""
+    for row in rows:
+        event = ocsf_event(dict(zip(columns, row, strict=True)), raw_columns=COLUMNS)
+        yield json.dumps(event, separators=(",", ":")) + "\n"
 
 
 def _spreadsheet_safe(value: Any) -> Any:

@@ -20,7 +20,13 @@ def load_compose() -> dict:
 
 def test_every_service_is_there_with_a_health_check():
     services = load_compose()["services"]
-    assert set(services) == {"web", "worker", "beat", "sealer", "postgres", "redis", "minio"}
+    default = {name for name, service in services.items() if not service.get("profiles")}
+    assert default == {"web", "worker", "beat", "sealer", "postgres", "redis", "minio"}
+    # Optional services start only with their profile (docker compose --profile siem up).
+    assert {name: services[name]["profiles"] for name in set(services) - default} == {
+        "forwarder": ["siem"]
+    }
+    assert "manage.py run_audit_forwarder" in services["forwarder"]["command"]
     for name, service in services.items():
         assert "healthcheck" in service, f"{name} has no health check"
         assert service["healthcheck"]["test"], name

@@ -1,8 +1,9 @@
-"""``manage.py export_audit_log --format jsonl|csv [--since ISO] [--until ISO] [--person WHO]``:
-stream the access log to stdout for a SIEM, oldest first, one row per line, with sequence and
-hashes so the receiving side can check the chain too, and after them who the identity is
-(``identity_email``, ``agent_name``). ``--person`` keeps the rows of one person, named as an
-officer knows them (``audit.people.people_match``). Memory use does not grow with the log.
+"""``manage.py export_audit_log --format jsonl|csv|ocsf [--since ISO] [--until ISO]
+[--person WHO]``: stream the access log to stdout for a SIEM, oldest first, one row per line,
+with sequence and hashes so the receiving side can check the chain too, and after them who the
+identity is (``identity_email``, ``agent_name``). ``--person`` keeps the rows of one person,
+named as an officer knows them (``audit.people.people_match``). ``ocsf`` writes one OCSF 1.3.0
+event per row instead (``audit.ocsf``, docs/siem.md). Memory use does not grow with the log.
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Q, QuerySet
 
-from audit.export import COLUMNS, EXPORT_COLUMNS, csv_lines, jsonl_lines, rows_with_people
+from audit.export import (
+    COLUMNS,
+    EXPORT_COLUMNS,
+    csv_lines,
+    jsonl_lines,
+    ocsf_lines,
+    rows_with_people,
+)
 from audit.models import AccessLog
 from audit.people import people_match
 from portal.sids import WORKER_SID, is_sid
@@ -51,10 +59,10 @@ def _person_rows(term: str) -> Q:
 class Command(BaseCommand):
     """Print access log rows as JSON lines or CSV."""
 
-    help = "Stream access log rows (oldest first) as JSON lines or CSV."
+    help = "Stream access log rows (oldest first) as JSON lines, CSV or OCSF events."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+        parser.add_argument("--format", choices=["jsonl", "csv", "ocsf"], default="jsonl")
         parser.add_argument("--since", help="rows at or after this ISO 8601 time (UTC if naive)")
         parser.add_argument("--until", help="rows before this ISO 8601 time (UTC if naive)")
         parser.add_argument(
@@ -81,11 +89,8 @@ class Command(BaseCommand):
             rows = rows.filter(_person_rows(options["person"]))
         values = _row_values(rows)
         with_people = rows_with_people(values)
-        lines = (
-            csv_lines(with_people, columns=EXPORT_COLUMNS)
-            if options["format"] == "csv"
-            else jsonl_lines(with_people, columns=EXPORT_COLUMNS)
-        )
+        writers = {"csv": csv_lines, "jsonl": jsonl_lines, "ocsf": ocsf_lines}
+        lines = writers[options["format"]](with_people, columns=EXPORT_COLUMNS)
         try:
             for line in lines:
                 self.stdout.write(line, ending="")
