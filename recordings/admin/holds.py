@@ -26,6 +26,7 @@ from audit.models import AccessOutcome
 from audit.staff_actions import staff_action_log, staff_identity
 from portal import sids
 from portal.http import request_audit_fields
+from recordings.admin.hold_cases import CustodiansField, hold_locks_schedule
 from recordings.lifecycle import retention
 from recordings.models import LegalHold, Recording
 
@@ -121,12 +122,16 @@ class LegalHoldForm(forms.ModelForm):
         label="Call SIDs",
         help_text="Every recording of these calls, including ones that arrive later (CA…).",
     )
+    custodians = CustodiansField()
 
     class Meta:
         model = LegalHold
         fields = (
-            "reason",
+            "matter_name",
             "case_reference",
+            "reason",
+            "custodians",
+            "notes",
             "recording_sids",
             "call_sids",
             "started_from",
@@ -256,6 +261,9 @@ class HoldPlaceForm(forms.Form):
         help_text="Why these recordings must be kept (required).",
     )
     case_reference = forms.CharField(max_length=200, required=False)
+    matter_name = forms.CharField(max_length=200, required=False)
+    custodians = CustodiansField()
+    notes = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 60}), required=False)
     fingerprint = forms.CharField(widget=forms.HiddenInput, required=False, max_length=64)
 
     def clean_reason(self) -> str:
@@ -383,6 +391,9 @@ class HoldsAdminMixin(admin.ModelAdmin):
                     hold=LegalHold(
                         reason=form.cleaned_data["reason"],
                         case_reference=form.cleaned_data["case_reference"],
+                        matter_name=form.cleaned_data["matter_name"],
+                        custodians=form.cleaned_data["custodians"],
+                        notes=form.cleaned_data["notes"],
                         recording_sids=recording_sids,
                         call_sids=call_sids,
                     ),
@@ -390,7 +401,8 @@ class HoldsAdminMixin(admin.ModelAdmin):
                     source=mode,
                     context={"identity": staff_identity(request), **request_audit_fields(request)},
                 )
-                hold_url = reverse("admin:recordings_legalhold_change", args=[hold.pk])
+                hold_locks_schedule(hold_id=hold.pk, request=request)
+                hold_url = reverse("admin:recordings_legalhold_case", args=[hold.pk])
                 messages.success(
                     request,
                     format_html(
