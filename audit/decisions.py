@@ -21,12 +21,24 @@ else in the portal interprets rules. The semantics are those of docs/contract.md
   when the caller's team (from the portal's worker directory) is among its handling teams. A
   recording without handling facts never matches a rule that needs them, and an empty caller
   worker SID or team never matches ``handled_by``.
+* Restricted recordings (``RecordingFacts.restricted``): a rule with ``restricted`` set names
+  them explicitly and applies only to them; an allow rule without it (a general allow) never
+  applies to a restricted recording; a deny rule without it applies to every recording, so deny
+  rules still win.
 * A rule applies only while enabled and within ``valid_from <= now < valid_until`` (either bound
   may be absent).
 * An applying ``deny`` wins (``denied_by_rule``); otherwise an applying ``allow`` grants
-  (``allowed_by_rule``); otherwise the answer is deny (``no_matching_rule``). When several rules
-  of the deciding kind apply, the one with the lowest name is reported, so the answer is
-  deterministic.
+  (``allowed_by_rule``); otherwise an access grant in force for the caller and the recording
+  (an approved access request, ``GrantView``) grants (``allowed_by_grant``); otherwise the
+  answer is deny (``restricted_no_grant`` for a restricted recording, else
+  ``no_matching_rule``). When several rules of the deciding kind apply, the one with the
+  lowest name is reported (the grant with the lowest id), so the answer is deterministic.
+* A grant is in force while ``valid_from <= now < valid_until`` and not revoked at ``now``; it
+  is the caller's when its identity is the caller's ``identity`` or ``realm_user_id``, or its
+  worker SID (non-empty) is the caller's; it covers the recording when its scope is the
+  recording's SID, its call SID, or a team that handled it. Grants are read only when no rule
+  decided (one indexed query on the caller's identities, never on the allow path), so they
+  cost nothing to the requests the rules allow.
 
 Each condition is one predicate in ``_PARTS``, paired with the words that say why it failed:
 ``access_decide`` runs the predicates, ``access_explain`` (the admin's rule tester) runs the same
@@ -66,11 +78,19 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from fnmatch import translate
-from typing import Any
+from typing import Any, Literal
 
 from django.db.models import Q
 
-from audit.models import ACCESS_RULE_FIELDS, AccessRule, AccessRuleSetVersion, RuleEffect
+from audit.models import (
+    ACCESS_RULE_FIELDS,
+    AccessGrant,
+    AccessRule,
+    AccessRuleSetVersion,
+    GrantScope,
+    GrantStatus,
+    RuleEffect,
+)
 
 
 class ReasonCode:
@@ -79,6 +99,8 @@ class ReasonCode:
     ALLOWED_BY_RULE = "allowed_by_rule"
     DENIED_BY_RULE = "denied_by_rule"
     NO_MATCHING_RULE = "no_matching_rule"
+    ALLOWED_BY_GRANT = "allowed_by_grant"
+    RESTRICTED_NO_GRANT = "restricted_no_grant"
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +129,8 @@ class RecordingFacts:
     ``start_time`` is when the recording started; ``date_created`` is Twilio's creation time, used
     for the age when ``start_time`` is unknown. ``workers``, ``teams`` and ``queues`` are the
     handling facts from the Flex linkage (worker SIDs that handled the conversation, their team
-    names, TaskQueue SIDs and names); empty when no task is known.
+    names, TaskQueue SIDs and names); empty when no task is known. ``restricted`` is true for a
+    recording an officer (or a rule on its facts) marked restricted.
     """
 
     sid: str
@@ -119,6 +142,7 @@ class RecordingFacts:
     workers: tuple[str, ...] = ()
     teams: tuple[str, ...] = ()
     queues: tuple[str, ...] = ()
+    restricted: bool = False
 
     @property
     def reference_time(self) -> datetime | None:
@@ -134,6 +158,48 @@ class Decision:
     reason_code: str
     rule_name: str | None = None
     rule_id: int | None = None
+    grant: GrantView | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GrantView:
+    """An approved ``AccessGrant`` as ``access_decide`` reads it (see the module docstring):
+    who it is for, what it covers, when, and who asked and approved (for the log)."""
+
+    id: int | None
+    grantee_identity: str
+    scope: str
+    scope_value: str
+    valid_from: datetime
+    valid_until: datetime
+    grantee_worker_sid: str = ""
+    revoked_at: datetime | None = None
+    requester: str = ""
+    approver: str = ""
+    reason: str = ""
+
+    def is_callers(self, caller: Caller) -> bool:
+        """Whether the grant was given to ``caller``."""
+        names = {name for name in (caller.identity, caller.realm_user_id) if name}
+        return self.grantee_identity in names or (
+            bool(self.grantee_worker_sid) and self.grantee_worker_sid == caller.worker_sid
+        )
+
+    def covers(self, recording: RecordingFacts) -> bool:
+        """Whether the grant's scope includes ``recording``."""
+        if self.scope == GrantScope.RECORDING:
+            return recording.sid == self.scope_value
+        if self.scope == GrantScope.CALL:
+            return bool(recording.call_sid) and recording.call_sid == self.scope_value
+        if self.scope == GrantScope.TEAM:
+            return self.scope_value in recording.teams
+        return False  # an unknown scope (a hand-made row): fail closed
+
+    def in_force(self, now: datetime) -> bool:
+        """Whether the grant applies at ``now`` (started, not expired, not revoked)."""
+        if self.revoked_at is not None and self.revoked_at <= now:
+            return False
+        return self.valid_from <= now < self.valid_until
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +222,7 @@ class RuleView:
     teams: tuple[str, ...] = ()
     workers: tuple[str, ...] = ()
     handled_by: str = ""
+    restricted: bool = False
     valid_from: datetime | None = None
     valid_until: datetime | None = None
     # The identity globs as one compiled expression (fnmatch's own translation), made once per
@@ -196,6 +263,7 @@ class RuleView:
             teams=tuple(values["teams"] or ()),
             workers=tuple(values["workers"] or ()),
             handled_by=values["handled_by"] or "",
+            restricted=bool(values["restricted"]),
             valid_from=values["valid_from"],
             valid_until=values["valid_until"],
         )
@@ -422,6 +490,26 @@ def _handled_by_words(
     return f"handled_by {rule.handled_by!r} is not a valid value (never matches)"
 
 
+def _restricted_matches(
+    rule: RuleView, caller: Caller, recording: RecordingFacts, now: datetime
+) -> bool:
+    if rule.restricted:
+        return recording.restricted
+    # A general allow never plays a restricted recording; a general deny still applies.
+    return rule.effect != RuleEffect.ALLOW or not recording.restricted
+
+
+def _restricted_words(
+    rule: RuleView, caller: Caller, recording: RecordingFacts, now: datetime
+) -> str:
+    if rule.restricted:
+        return "names restricted recordings only, the recording is not restricted"
+    return (
+        "the recording is restricted: a general allow does not play it "
+        "(only a rule naming restricted recordings, or an approved access request)"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class _Part:
     """One condition of a rule: whether it is set, whether it matches, and why not."""
@@ -449,6 +537,8 @@ _PARTS = (
     _Part(
         "handled_by", False, lambda r: bool(r.handled_by), _handled_by_matches, _handled_by_words
     ),
+    # Always checked: it holds for every rule but a general allow on a restricted recording.
+    _Part("restricted", False, lambda r: True, _restricted_matches, _restricted_words),
 )
 _SUBJECT_PARTS = tuple(part for part in _PARTS if part.subject)
 _SCOPE_PARTS = tuple(part for part in _PARTS if not part.subject)
@@ -482,6 +572,7 @@ def _applies(rule: RuleView, caller: Caller, recording: RecordingFacts, now: dat
         and (not rule.teams or _team_matches(rule, caller, recording, now))
         and (not rule.workers or _worker_matches(rule, caller, recording, now))
         and (not rule.handled_by or _handled_by_matches(rule, caller, recording, now))
+        and _restricted_matches(rule, caller, recording, now)
     )
 
 
@@ -563,17 +654,56 @@ def _as_rule_set(rules: RuleSet | Iterable[AccessRule | RuleView]) -> RuleSet:
     return rules if isinstance(rules, RuleSet) else RuleSet(rules)
 
 
+def grants_for_caller(*, caller: Caller, now: datetime) -> list[GrantView]:
+    """The approved, unrevoked, unexpired grants given to ``caller`` at ``now`` (one query on
+    the grantee columns' indexes); their scope is checked by ``access_decide``."""
+    names = [name for name in {caller.identity, caller.realm_user_id} if name]
+    who = Q(grantee_identity__in=names)
+    if caller.worker_sid:
+        who |= Q(grantee_worker_sid=caller.worker_sid)
+    if not names and not caller.worker_sid:
+        return []
+    rows = (
+        AccessGrant.objects.filter(who, status=GrantStatus.APPROVED, revoked_at__isnull=True)
+        .filter(valid_from__lte=now, valid_until__gt=now)
+        .select_related("requested_by", "decided_by")
+        .order_by("id")
+    )
+    return [
+        GrantView(
+            id=row.pk,
+            grantee_identity=row.grantee_identity,
+            grantee_worker_sid=row.grantee_worker_sid,
+            scope=row.scope,
+            scope_value=row.scope_value,
+            valid_from=row.valid_from,
+            valid_until=row.valid_until,
+            revoked_at=row.revoked_at,
+            requester=row.requested_by.get_username() if row.requested_by else row.grantee_identity,
+            approver=row.decided_by.get_username() if row.decided_by else "",
+            reason=row.reason,
+        )
+        for row in rows
+        if row.valid_from is not None and row.valid_until is not None
+    ]
+
+
 def access_decide(
     *,
     caller: Caller,
     recording: RecordingFacts,
     now: datetime,
     rules: RuleSet | Iterable[AccessRule | RuleView] | None = None,
+    grants: Iterable[GrantView] | Literal["database"] | None = None,
 ) -> Decision:
     """Decide whether ``caller`` may play ``recording`` at ``now``; see the module docstring.
 
     ``rules`` defaults to the rules in force in the database (:func:`rules_in_force`, cached);
-    pass them to decide against a given set (tests, previews). ``now`` must be timezone-aware.
+    pass them to decide against a given set (tests, previews). ``grants`` defaults to the
+    caller's grants in the database (:func:`grants_for_caller`, read only when no rule decided)
+    when ``rules`` is not given either, and to none when only ``rules`` is (a preview of
+    rules); ``grants="database"`` reads them with given rules (url_provider, which fetched the
+    rules itself). ``now`` must be timezone-aware.
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("access_decide needs a timezone-aware 'now'")
@@ -594,6 +724,13 @@ def access_decide(
         return Decision(False, ReasonCode.DENIED_BY_RULE, deciding_deny.name, deciding_deny.id)
     if deciding_allow is not None:
         return Decision(True, ReasonCode.ALLOWED_BY_RULE, deciding_allow.name, deciding_allow.id)
+    if grants == "database" or (grants is None and rules is None):
+        grants = grants_for_caller(caller=caller, now=now)
+    for grant in sorted(grants or (), key=lambda g: (g.id is None, g.id or 0)):
+        if grant.in_force(now) and grant.is_callers(caller) and grant.covers(recording):
+            return Decision(True, ReasonCode.ALLOWED_BY_GRANT, grant=grant)
+    if recording.restricted:
+        return Decision(False, ReasonCode.RESTRICTED_NO_GRANT)
     return Decision(False, ReasonCode.NO_MATCHING_RULE)
 
 

@@ -22,6 +22,7 @@ VIEWER_PERMISSIONS = (
     ("recordings", "view_recordingevent"),
     ("recordings", "view_retentionpolicy"),
     ("recordings", "view_legalhold"),
+    ("audit", "view_accessgrant"),
 )
 MANAGER_PERMISSIONS = (
     *VIEWER_PERMISSIONS,
@@ -30,6 +31,10 @@ MANAGER_PERMISSIONS = (
     # Placing and releasing legal holds (holds are never deleted: no delete permission).
     ("recordings", "add_legalhold"),
     ("recordings", "change_legalhold"),
+    # Four eyes on access requests (never the requester: audit.grants enforces it), and
+    # marking recordings restricted.
+    ("audit", "approve_accessgrant"),
+    ("recordings", "restrict_recording"),
 )
 COMPLIANCE_GROUPS = {
     "compliance viewer": VIEWER_PERMISSIONS,

@@ -52,6 +52,7 @@ RECORDING_KEYS = (
     "teams",
     "workers",
     "handled_by",
+    "restricted",
 )
 # Fields a rule must name; every other field may be left out and takes its empty default.
 REQUIRED_RULE_KEYS = ("name", "effect")
@@ -69,6 +70,7 @@ DEFAULTS: dict[str, Any] = {
     "teams": [],
     "workers": [],
     "handled_by": None,
+    "restricted": False,
     "valid_from": None,
     "valid_until": None,
     "reason": "",
@@ -356,6 +358,10 @@ def _timestamp(value: datetime | None) -> str | None:
 def _rule_dump(rule: AccessRule) -> dict[str, Any]:
     """One rule in the file's format, every field spelled out, in docs/contract.md's order."""
     scope = {key: _file_value(key, getattr(rule, key)) for key in RECORDING_KEYS}
+    if not scope["restricted"]:
+        # Optional and false by default: left out, so rules that do not name restricted
+        # recordings export exactly as before the field existed.
+        del scope["restricted"]
     return {
         key: scope if key == "recordings" else _file_value(key, getattr(rule, key))
         for key in RULE_KEYS

@@ -219,6 +219,9 @@ def access_rule_validate(values: Mapping[str, Any]) -> dict[str, Any]:
                 f"must be null, {' or '.join(HANDLED_BY_VALUES)}, not {handled_by!r}"
             )
 
+    if "restricted" in values and not isinstance(values["restricted"], bool):
+        errors["restricted"] = "must be true or false"
+
     if "enabled" in values and not isinstance(values["enabled"], bool):
         errors["enabled"] = "must be true or false"
 

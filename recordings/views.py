@@ -18,12 +18,14 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
+from audit.grants import MAX_DURATION_HOURS
+from audit.models import GrantScope
 from portal.http import request_audit_fields
 from portal.negotiation import FixedFormat
 from portal.openapi import ERROR_SCHEMA
 from recordings.media.body import CONTENT_TYPES
 from recordings.models import MediaLink
-from recordings.playback import links, player_requests
+from recordings.playback import access_requests, links, player_requests
 
 
 def _counted(chunks: Iterator[bytes], link: MediaLink) -> Iterator[bytes]:
@@ -142,3 +144,46 @@ def demo_player(request: HttpRequest) -> HttpResponse:
             "recording_sid": request.GET.get("recording_sid", ""),
         },
     )
+
+
+def access_requests_page(request: HttpRequest) -> HttpResponse:
+    """The Flex user's access-request page (``/access-requests/``): ask for a recording, a
+    call's or a team's recordings with the player's Flex token, a reason and a duration; see
+    one's requests. ``recordings.playback.access_requests`` decides and audits."""
+    context = player_requests.RequestContext(**request_audit_fields(request))
+    data = request.POST if request.method == "POST" else request.GET
+    result = None
+    if request.method == "POST":
+        if data.get("action") == "list":
+            result = access_requests.access_requests_show(
+                token=data.get("token", ""), context=context
+            )
+        else:
+            result = access_requests.access_request_submit(
+                token=data.get("token", ""),
+                scope=data.get("scope", ""),
+                scope_value=data.get("scope_value", ""),
+                reason=data.get("reason", ""),
+                duration_hours=data.get("duration_hours", ""),
+                context=context,
+            )
+    response = render(
+        request,
+        "access_requests/page.html",
+        {
+            "result": result,
+            "token": data.get("token", ""),
+            "scope": data.get("scope", "recording"),
+            "scope_value": data.get("scope_value", data.get("recording_sid", "")),
+            "reason": "" if result is not None and result.filed else data.get("reason", ""),
+            "duration_hours": data.get("duration_hours", "8"),
+            "scopes": GrantScope.choices,
+            "max_hours": MAX_DURATION_HOURS,
+        },
+        status=result.status if result is not None else 200,
+    )
+    response["Cache-Control"] = "no-store"
+    # Under the portal-wide no-referrer, browsers post this page's form with Origin: null,
+    # which the CSRF check refuses (as for the admin: portal.middleware).
+    response["Referrer-Policy"] = "same-origin"
+    return response

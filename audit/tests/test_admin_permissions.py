@@ -82,12 +82,15 @@ def test_the_groups_exist_with_their_permissions():
         "view_recordingevent",
         "view_retentionpolicy",
         "view_legalhold",
+        "view_accessgrant",
     }
     assert manager == viewer | {
         "add_accessrule",
         "change_accessrule",
         "add_legalhold",
         "change_legalhold",
+        "approve_accessgrant",
+        "restrict_recording",
     }
     assert not any(code.startswith("delete_") for code in manager)
 

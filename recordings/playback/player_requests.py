@@ -87,6 +87,7 @@ _PLAYBACK_FIELDS = (
     "handled_worker_sids",
     "handled_team_names",
     "handled_queues",
+    "restricted_at",
 )
 
 
@@ -181,7 +182,7 @@ def player_request_decide(
             "error",
             "token_validation_unavailable",
         )
-    who = {
+    who: dict[str, Any] = {
         "identity": caller.identity,
         "realm_user_id": caller.realm_user_id,
         "worker_sid": caller.worker_sid,
@@ -198,18 +199,44 @@ def player_request_decide(
         recording=recording.access_facts(),
         now=now,
         rules=rules,
+        grants="database",
     )
+    detail = decision_detail(recording=recording, decision=decision)
+    if detail:
+        who = {**who, "detail": detail}
     if not decision.allowed:
         return Refusal(
             403,
             "forbidden",
-            "No access rule allows you this recording.",
+            (
+                "This recording is restricted: ask for access (/access-requests/)."
+                if recording.restricted_at is not None
+                else "No access rule allows you this recording."
+            ),
             "denied",
             decision.reason_code,
             audit_fields=who,
             extra={"rule_name": decision.rule_name or ""},
         )
     return Granted(caller, recording, decision, now, who)
+
+
+def decision_detail(*, recording: Recording, decision: Decision) -> dict[str, Any]:
+    """What a player request's access-log row adds about the decision: ``restricted`` on every
+    attempt on a restricted recording, so the log highlights them, and the grant used (its id,
+    requester, approver and reason) when a grant allowed it."""
+    detail: dict[str, Any] = {}
+    if recording.restricted_at is not None:
+        detail["restricted"] = True
+    if decision.grant is not None:
+        detail["grant"] = {
+            "id": decision.grant.id,
+            "requester": decision.grant.requester,
+            "approver": decision.grant.approver,
+            # The log refuses text that reads as a link; a reason may cite a ticket's URL.
+            "reason": decision.grant.reason.replace("://", ":/ /")[:500],
+        }
+    return detail
 
 
 def _error(status: int, code: str, detail: str) -> Answer:
@@ -298,7 +325,7 @@ def url_provide(
             "allowed",
             decision.reason_code,
             rule_name=decision.rule_name or "",
-            detail={"method": "HEAD"},
+            detail={**audit.get("detail", {}), "method": "HEAD"},
         )
 
     # The link is made first and handed out only after its audit row is written: a failure in

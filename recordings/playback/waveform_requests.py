@@ -96,7 +96,7 @@ def waveform_provide(
             "allowed",
             decision.reason_code,
             rule_name=rule,
-            detail={"method": "HEAD"},
+            detail={**audit.get("detail", {}), "method": "HEAD"},
         )
     try:
         waveform = service.waveform_read(recording=recording)

@@ -20,6 +20,8 @@ class RecordingState:
 
     holds: list[LegalHold]
     deletion: retention.Deletion | None
+    # Restricted: played only under an access grant or a rule naming restricted recordings.
+    restricted: bool = False
 
 
 @register.simple_tag
@@ -29,4 +31,8 @@ def recording_state(recording: Recording | None) -> RecordingState | None:
     if recording is None or recording.pk is None:
         return None
     holds = retention.holds_by_recording([recording]).get(recording.pk, [])
-    return RecordingState(holds=holds, deletion=retention.recording_deletion(recording=recording))
+    return RecordingState(
+        holds=holds,
+        deletion=retention.recording_deletion(recording=recording),
+        restricted=recording.restricted_at is not None,
+    )
