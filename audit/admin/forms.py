@@ -6,17 +6,20 @@ writing stay in ``audit.decisions`` and ``audit.rules_file``.
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 from typing import Any
 
 from django import forms
+from django.contrib.admin.widgets import AdminRadioSelect
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from audit.decisions import Caller, RecordingFacts
 from audit.models import ACCESS_RULE_FIELDS, AccessRule
 from audit.rules_file import RulesFileError, rules_json_parse
-from audit.validation import LIST_FIELDS
+from audit.validation import LIST_FIELDS, AccessRuleInvalid, access_rule_validate
 from portal.sids import RECORDING_SID
 from recordings.models import Recording
 from recordings.playback.player_requests import caller_team_of
@@ -25,13 +28,198 @@ RULES_FILE_MAX_BYTES = 1024 * 1024
 _WORKER_SID = re.compile(r"WK[0-9a-f]{32}")
 
 
+# The rule form's words: labels and help in the officer's terms, shared with the rule history
+# page (``audit.admin.rule_history``) so both name a field the same way.
+RULE_FIELD_LABELS = {
+    "name": "Name",
+    "effect": "Effect",
+    "enabled": "Enabled",
+    "reason": "Reason",
+    "identities": "Identities",
+    "worker_sids": "Worker SIDs",
+    "roles": "Roles",
+    "account_sids": "Recording accounts",
+    "sources": "Sources",
+    "call_sids": "Call SIDs",
+    "max_age_days": "Maximum age (days)",
+    "queues": "Queues (SID or name)",
+    "teams": "Teams",
+    "workers": "Handling workers",
+    "handled_by": "Handled by",
+    "restricted": "Restricted recordings",
+    "valid_from": "Valid from (UTC)",
+    "valid_until": "Valid until (UTC)",
+}
+_ONE_PER_LINE = "One per line; leave empty for no condition."
+RULE_FIELD_HELP = {
+    "name": "A short, unique name; the access log names the rule that decided by it.",
+    "effect": (
+        "Allow lets the callers it matches play the recordings it covers. Deny refuses them, "
+        "even when another rule allows (a deny always wins)."
+    ),
+    "enabled": "Rules are disabled, never deleted, so the log can always name them.",
+    "reason": "Why the rule exists: a ticket, an approval, who asked.",
+    "identities": (
+        "Flex identities (or realm user ids) the rule is for; * and ? are wildcards, "
+        f"e.g. qa_* or alice@example.com. {_ONE_PER_LINE}"
+    ),
+    "worker_sids": f"TaskRouter worker SIDs of the callers, WK followed by 32 hex digits. "
+    f"{_ONE_PER_LINE}",
+    "roles": (
+        "Flex roles, e.g. supervisor or wfo.quality_manager; the caller needs at least one. "
+        f"{_ONE_PER_LINE}"
+    ),
+    "account_sids": (f"Twilio accounts (AC…) whose recordings the rule covers. {_ONE_PER_LINE}"),
+    "sources": f"How the recording was made, e.g. DialVerb or Trunking. {_ONE_PER_LINE}",
+    "call_sids": f"Only the recordings of these calls (CA…). {_ONE_PER_LINE}",
+    "max_age_days": "Only recordings at most this many days old; leave empty for any age.",
+    "queues": (f"TaskRouter queues the call was handled in, by SID (WQ…) or name. {_ONE_PER_LINE}"),
+    "teams": f"Teams of the agent who handled the call. {_ONE_PER_LINE}",
+    "workers": f"Worker SIDs (WK…) of the agent who handled the call. {_ONE_PER_LINE}",
+    "handled_by": (
+        "Only recordings the caller handled, or an agent of the caller's team. A recording "
+        "without Flex handling facts never matches this, nor queues, teams or workers."
+    ),
+    "valid_from": "The rule applies from this moment; leave empty for now.",
+    "valid_until": "The rule stops applying at this moment (exclusive); leave empty for never.",
+}
+HANDLED_BY_CHOICES = (
+    ("", "anyone (no condition)"),
+    ("caller", "the caller"),
+    ("caller_team", "the caller's team"),
+)
+
+
+def _looks_like_json_list(text: str) -> bool:
+    """Whether ``text`` is a JSON array: the old way of typing a list, which as a glob would
+    quietly mean something else (``["qa_*"]`` is a valid one-character class)."""
+    if not text.startswith("["):
+        return False
+    try:
+        return isinstance(json.loads(text), list)
+    except ValueError:
+        return False
+
+
+class ListField(forms.Field):
+    """A list of strings typed one per line: spaces around each value trimmed, blank lines and
+    repeats dropped, and each value checked with the rules file's own validation
+    (``audit.validation``), so every bad value is named with its line.
+
+    Written here rather than taken from a package: the value must be validated per field by
+    ``audit.validation``, and values may contain commas (queue and team names, glob classes),
+    which rules out the comma-separated fields of ``django.contrib.postgres`` and tag widgets.
+    """
+
+    widget = forms.Textarea(attrs={"rows": 3, "cols": 60, "spellcheck": "false"})
+
+    def __init__(self, *, rule_field: str, **kwargs: Any) -> None:
+        self.rule_field = rule_field
+        kwargs.setdefault("required", False)
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value: Any) -> Any:
+        """A stored list as one value per line (text the officer typed is shown as typed)."""
+        if isinstance(value, list | tuple):
+            return "\n".join(str(item) for item in value)
+        return value
+
+    def to_python(self, value: Any) -> list[str]:
+        """The lines of ``value`` as a list, trimmed, without blanks or repeats."""
+        if value in self.empty_values:
+            return []
+        if isinstance(value, list | tuple):
+            lines = [str(item) for item in value]
+        else:
+            text = str(value).strip()
+            if _looks_like_json_list(text):
+                raise forms.ValidationError(
+                    "Write one value per line, without brackets or quotes.", code="json"
+                )
+            lines = text.splitlines()
+        values: list[str] = []
+        for line in lines:
+            item = line.strip()
+            if item and item not in values:
+                values.append(item)
+        return values
+
+    def validate(self, value: list[str]) -> None:
+        """Each value checked on its own, so that every bad one is named."""
+        super().validate(value)
+        problems = []
+        for item in value:
+            try:
+                access_rule_validate({self.rule_field: [item]})
+            except AccessRuleInvalid as exc:
+                problem = exc.errors[self.rule_field]
+                # Most of the validation's sentences name the value ('sam' is not a SID…);
+                # the others get it in front.
+                if repr(item)[:20] not in problem:
+                    problem = f"{item[:40]!r}: {problem}"
+                problems.append(
+                    forms.ValidationError(
+                        "%(problem)s.", code="invalid_value", params={"problem": problem}
+                    )
+                )
+        if problems:
+            raise forms.ValidationError(problems)
+
+    def has_changed(self, initial: Any, data: Any) -> bool:
+        """Changed when the lists differ (not when only the spacing does)."""
+        try:
+            return self.to_python(initial) != self.to_python(data)
+        except forms.ValidationError:
+            return True
+
+
 class AccessRuleForm(forms.ModelForm):
-    """The admin's rule form: a list left blank means the empty list (no condition), as an
-    omitted field does in the rules file; everything else is ``AccessRule.clean``'s."""
+    """The admin's rule form, without JSON: each list is typed one value per line
+    (:class:`ListField`), and a blank one means the empty list (no condition), as an omitted
+    field does in the rules file; everything else is ``AccessRule.clean``'s.
+
+    ``effect`` has no default: a new rule's author picks allow or deny. A preselected allow
+    could grant access nobody decided on, and a preselected deny, on a rule whose lists are
+    still empty, would refuse every recording to everyone.
+    """
+
+    identities = ListField(rule_field="identities")
+    worker_sids = ListField(rule_field="worker_sids")
+    roles = ListField(rule_field="roles")
+    account_sids = ListField(rule_field="account_sids")
+    sources = ListField(rule_field="sources")
+    call_sids = ListField(rule_field="call_sids")
+    queues = ListField(rule_field="queues")
+    teams = ListField(rule_field="teams")
+    workers = ListField(rule_field="workers")
 
     class Meta:
         model = AccessRule
         fields = (*ACCESS_RULE_FIELDS, "enabled")
+        labels = RULE_FIELD_LABELS
+        help_texts = RULE_FIELD_HELP
+        widgets = {
+            "effect": AdminRadioSelect(attrs={"class": "radiolist inline"}),
+            "handled_by": AdminRadioSelect(attrs={"class": "radiolist"}),
+            "reason": forms.Textarea(attrs={"rows": 2, "cols": 60}),
+        }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # A viewer's form has no editable fields at all (the admin shows them read-only).
+        for name in LIST_FIELDS:
+            if name in self.fields:
+                # Labels and help of the declared fields (``Meta`` only reaches generated ones).
+                self.fields[name].label = RULE_FIELD_LABELS[name]
+                self.fields[name].help_text = RULE_FIELD_HELP[name]
+        effect = self.fields.get("effect")
+        if isinstance(effect, forms.ChoiceField):
+            # No blank choice: the radio starts unselected and must be chosen.
+            effect.choices = [("allow", "Allow"), ("deny", "Deny")]
+            effect.error_messages["required"] = "Choose allow or deny."
+        handled_by = self.fields.get("handled_by")
+        if isinstance(handled_by, forms.ChoiceField):
+            handled_by.choices = HANDLED_BY_CHOICES
 
     def clean(self) -> dict[str, Any]:
         """Blank list fields become ``[]`` before the model's own validation runs."""
@@ -41,6 +229,19 @@ class AccessRuleForm(forms.ModelForm):
             if name in cleaned and cleaned[name] is None:
                 cleaned[name] = []
         return cleaned
+
+    def add_error(self, field: str | None, error: Any) -> None:
+        """Add ``error``, except the model's errors for fields the form already refused: one
+        sentence per problem ("Choose allow or deny.", not also "must be one of allow, deny,
+        not ''"). The model's validation reports through here with ``field`` ``None``."""
+        if field is None and isinstance(error, ValidationError) and hasattr(error, "error_dict"):
+            kept = {
+                name: errors for name, errors in error.error_dict.items() if name not in self.errors
+            }
+            if not kept:
+                return
+            error = ValidationError(kept)
+        super().add_error(field, error)
 
 
 class RuleTestForm(forms.Form):

@@ -88,19 +88,19 @@ def test_adding_a_rule_validates_globs_and_logs_the_change(admin_client):
         "effect": "allow",
         "enabled": "on",
         "reason": "COMP-1",
-        "identities": '["qa_[12"]',
-        "worker_sids": "[]",
-        "roles": '["supervisor"]',
-        "account_sids": "[]",
-        "sources": "[]",
-        "call_sids": "[]",
+        "identities": "qa_[12",  # one value per line (issue 14: no JSON)
+        "worker_sids": "",
+        "roles": "supervisor",
+        "account_sids": "",
+        "sources": "",
+        "call_sids": "",
     }
     response = admin_client.post(url, form)
     assert response.status_code == 200
     assert "unbalanced" in str(response.context["adminform"].form.errors["identities"])
     assert not AccessRule.objects.exists()
 
-    response = admin_client.post(url, {**form, "identities": '["qa_[12]*"]'})
+    response = admin_client.post(url, {**form, "identities": "qa_[12]*"})
     assert response.status_code == 302
     assert AccessRule.objects.get().identities == ["qa_[12]*"]
     assert AccessLog.objects.get().reason_code == "rule_created"

@@ -21,12 +21,12 @@ FORM = {
     "effect": "allow",
     "enabled": "on",
     "reason": "COMP-1",
-    "identities": '["qa_*"]',
-    "worker_sids": "[]",
-    "roles": '["supervisor"]',
-    "account_sids": "[]",
-    "sources": "[]",
-    "call_sids": "[]",
+    "identities": "qa_*",
+    "worker_sids": "",
+    "roles": "supervisor",
+    "account_sids": "",
+    "sources": "",
+    "call_sids": "",
 }
 
 
@@ -45,7 +45,7 @@ def test_changes_are_audited_with_old_and_new_values(admin_client):
         reverse("admin:audit_accessrule_change", args=[rule.pk]),
         {
             **FORM,
-            "roles": '["supervisor", "admin"]',
+            "roles": "supervisor\nadmin",
             "reason": "COMP-2 https://tickets.example.com/COMP-2",
             "valid_until_0": "2027-06-30",
             "valid_until_1": "00:00:00",
@@ -80,7 +80,7 @@ def test_disabling_is_audited_and_rules_are_never_deleted(admin_client):
 
 def test_huge_values_are_logged_as_digests(admin_client):
     rule = AccessRule.objects.create(name="big", effect="allow")
-    many = json.dumps([f"user_{n:04d}_*" for n in range(400)])
+    many = "\n".join(f"user_{n:04d}_*" for n in range(400))
     response = admin_client.post(
         reverse("admin:audit_accessrule_change", args=[rule.pk]),
         {**FORM, "name": "big", "identities": many},
@@ -246,9 +246,9 @@ def test_export_downloads_the_rules_file(admin_client, rules):
 def test_the_admin_form_takes_the_handling_fields_and_blank_lists(admin_client):
     form = {
         **FORM,
-        "queues": '["Sales"]',
+        "queues": "Sales",
         "teams": "",  # blank: no condition, like an omitted field in the rules file
-        "workers": '["WK' + "b" * 32 + '"]',
+        "workers": "WK" + "b" * 32,
         "handled_by": "caller_team",
     }
     response = admin_client.post(reverse("admin:audit_accessrule_add"), form)
@@ -265,7 +265,7 @@ def test_the_admin_form_takes_the_handling_fields_and_blank_lists(admin_client):
         "new": "caller_team",
     }
     bad = admin_client.post(
-        reverse("admin:audit_accessrule_add"), {**form, "name": "bad", "workers": '["sam"]'}
+        reverse("admin:audit_accessrule_add"), {**form, "name": "bad", "workers": "sam"}
     )
     assert "is not a SID" in str(bad.context["adminform"].form.errors["workers"])
 
@@ -316,3 +316,70 @@ def test_import_preview_shows_the_handling_fields(admin_client):
     assert ("recordings.teams", "null", '["Team Blue"]') in fields
     assert ("recordings.handled_by", "null", '"caller"') in fields
     assert ("enabled", "null", "false") in fields
+
+
+def test_lists_are_typed_one_per_line_and_round_trip(admin_client):
+    rule = AccessRule.objects.create(
+        name="qa", effect="allow", identities=["qa_*", "alice@example.com"], roles=["supervisor"]
+    )
+    url = reverse("admin:audit_accessrule_change", args=[rule.pk])
+    page = admin_client.get(url).content.decode()
+    assert "qa_*\nalice@example.com</textarea>" in page
+    assert '["qa_*"' not in page  # no JSON brackets or quotes
+    for label in ("Worker SIDs", "Queues (SID or name)", "Recording accounts", "Valid until (UTC)"):
+        assert label in page
+
+    response = admin_client.post(
+        url,
+        {
+            **FORM,
+            # Spaces trimmed, blank lines and repeats dropped, commas kept inside a value.
+            "identities": "  qa_*  \r\n\r\nqa_*\r\nbob@example.com\r\n",
+            "teams": "Sales, EMEA\nSupport",
+            "call_sids": "",
+        },
+    )
+    assert response.status_code == 302
+    rule.refresh_from_db()
+    assert rule.identities == ["qa_*", "bob@example.com"]
+    assert rule.teams == ["Sales, EMEA", "Support"]
+    assert rule.call_sids == []
+    assert rule_changes()[-1].detail["changes"]["identities"] == {
+        "old": ["qa_*", "alice@example.com"],
+        "new": ["qa_*", "bob@example.com"],
+    }
+    # Saving the page unchanged changes nothing.
+    admin_client.post(
+        url, {**FORM, "identities": "qa_*\nbob@example.com", "teams": "Sales, EMEA\nSupport"}
+    )
+    assert rule_changes()[-1].detail["fields"] == []
+
+
+def test_each_bad_value_is_named(admin_client):
+    response = admin_client.post(
+        reverse("admin:audit_accessrule_add"),
+        {
+            **FORM,
+            "workers": "WK" + "b" * 32 + "\nsam\nWK123",
+            "identities": "qa_[12",
+            "call_sids": '["CA' + "0" * 32 + '"]',
+        },
+    )
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert errors["workers"] == [
+        "'sam' is not a SID (WK followed by 32 lowercase hex digits).",
+        "'WK123' is not a SID (WK followed by 32 lowercase hex digits).",
+    ]
+    assert "unbalanced '['" in errors["identities"][0]
+    assert errors["call_sids"] == ["Write one value per line, without brackets or quotes."]
+    assert not AccessRule.objects.exists()
+
+
+def test_a_new_rule_must_choose_its_effect(admin_client):
+    page = admin_client.get(reverse("admin:audit_accessrule_add")).content.decode()
+    assert 'type="radio" name="effect" value="allow"' in page
+    assert "checked" not in page.split('name="effect"')[1].split(">")[0]
+    response = admin_client.post(reverse("admin:audit_accessrule_add"), {**FORM, "effect": ""})
+    assert response.context["adminform"].form.errors["effect"] == ["Choose allow or deny."]
+    assert not AccessRule.objects.exists()
