@@ -9,6 +9,7 @@ thin: they call ``recordings.custody.twilio_settings`` (validation, Twilio, audi
 
 from __future__ import annotations
 
+from datetime import date
 from functools import partial
 from typing import Any
 
@@ -18,9 +19,11 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils import timezone
 from django.views.decorators.debug import sensitive_post_parameters
 
 from audit.staff_actions import staff_identity
+from portal.health import storage_permissions_probe
 from portal.http import request_audit_fields
 from recordings.admin.twilio_settings_forms import (
     AwsCredentialForm,
@@ -29,7 +32,7 @@ from recordings.admin.twilio_settings_forms import (
     VideoSettingsForm,
 )
 from recordings.custody import twilio_settings
-from recordings.custody.iam_policy import storage_policies
+from recordings.custody.iam_policy import portal_features_current, storage_policies
 from recordings.integrations import twilio_api
 from recordings.integrations.twilio_api import TwilioError
 
@@ -47,6 +50,31 @@ COMPOSITION_NOTE = (
     "Encrypted recordings and recordings stored in your own S3 bucket cannot be used in "
     "Compositions: turning either on for recordings turns Compositions off for them."
 )
+
+
+# Twilio's notice (twilio.com/docs/video, twilio-video.js README): no new customers are
+# onboarded to Programmable Video, existing ones may use it until this day, when it reaches end
+# of life and stops working for every customer; Twilio recommends migrating to the Zoom Video SDK.
+VIDEO_END_OF_LIFE = date(2026, 12, 5)
+
+
+def video_end_of_life_notice(*, today: date) -> str:
+    """What the Video settings page says about Programmable Video's end of life on ``today``."""
+    day = f"{VIDEO_END_OF_LIFE:%A} {VIDEO_END_OF_LIFE.day} {VIDEO_END_OF_LIFE:%B %Y}"
+    if today >= VIDEO_END_OF_LIFE:
+        return (
+            f"Twilio Programmable Video reached its end of life on {day}: it no longer works "
+            "for any customer, and these settings have no effect. Video recordings already "
+            "copied to your own bucket stay there."
+        )
+    left = (VIDEO_END_OF_LIFE - today).days
+    return (
+        f"Twilio Programmable Video reaches its end of life on {day} "
+        f"({left} day{'s' if left != 1 else ''} from now): from then on it stops working for "
+        "every customer. Twilio onboards no new Video customers and recommends migrating to "
+        "the Zoom Video SDK. Download any Video recording or composition kept in Twilio's "
+        "storage that you must keep before that day."
+    )
 
 
 def _require_superuser(request: HttpRequest) -> None:
@@ -96,6 +124,7 @@ def video_settings(request: HttpRequest, *, site: AdminSite) -> HttpResponse:
         **_context(site, request, "Twilio Video storage"),
         "sections": [(kind, VIDEO_KINDS[kind][0], form) for kind, form in forms.items()],
         "composition_note": COMPOSITION_NOTE,
+        "end_of_life": video_end_of_life_notice(today=timezone.now().date()),
     }
     return TemplateResponse(request, "admin/twilio_storage/video.html", context)
 
@@ -184,18 +213,38 @@ def credential_delete(
 
 
 def iam_policy(request: HttpRequest, *, site: AdminSite) -> HttpResponse:
-    """Bucket and path in, the upload and read policies out (``recordings.custody.iam_policy``)."""
+    """Bucket and path in, the upload policy and the policy the portal's enabled features need
+    out (``recordings.custody.iam_policy``); POST (``check``) also tries the portal's policy with
+    its own S3 credentials (``portal.health.storage_permissions_probe``) and warns about each
+    action they cannot do."""
     _require_superuser(request)
-    form = IamPolicyForm(request.GET if "bucket" in request.GET else None)
-    policies = None
+    data = request.POST if request.method == "POST" else request.GET
+    form = IamPolicyForm(data if "bucket" in data else None)
+    policies = probes = None
+    features = portal_features_current()
     if form.is_valid():
         policies = storage_policies(
-            bucket=form.cleaned_data["bucket"], path=form.cleaned_data["path"]
+            bucket=form.cleaned_data["bucket"], path=form.cleaned_data["path"], features=features
         )
+        if request.method == "POST" and "check" in request.POST:
+            probes = storage_permissions_probe(grants=policies.grants)
+            refused = [probe for probe in probes if probe.outcome != "ok"]
+            for probe in refused:
+                messages.warning(
+                    request,
+                    f"The portal's credentials cannot {probe.action} on {probe.where} "
+                    f"({probe.feature}): {probe.detail}.",
+                )
+            if not refused:
+                messages.success(
+                    request, "The portal's credentials can do everything its policy needs."
+                )
     context = {
         **_context(site, request, "IAM policy generator"),
         "form": form,
         "policies": policies,
+        "features": features,
+        "probes": probes,
     }
     return TemplateResponse(request, "admin/twilio_storage/iam_policy.html", context)
 

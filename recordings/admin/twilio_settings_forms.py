@@ -137,7 +137,8 @@ class IamPolicyForm(forms.Form):
 
     description = (
         "Enter the bucket and path of Voice's external storage to get the policy for Twilio's "
-        "upload user (write only, nothing else) and the one the portal needs (read only)."
+        "upload user (write only, nothing else) and the one the portal needs for the features "
+        "it has on now (read only unless it archives, deletes or keeps its own files in S3)."
     )
     bucket = forms.CharField(max_length=63, help_text="e.g. acme-call-recordings")
     path = forms.CharField(

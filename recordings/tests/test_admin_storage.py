@@ -257,7 +257,7 @@ def test_iam_policy_generator(admin_client):
     assert (deny_all["Effect"], deny_all["Resource"]) == ("Deny", "*")
     assert set(deny_all["NotAction"]) == {*upload[0]["Action"], *upload[1]["Action"]}
     assert upload[3]["NotResource"] == "arn:aws:s3:::acme-calls/voice/*"
-    read = policies.read_policy["Statement"]
+    read = policies.portal_policy["Statement"]
     assert [statement["Action"] for statement in read] == [["s3:GetObject"], ["s3:ListBucket"]]
     assert not any("Put" in action for statement in read for action in statement["Action"])
     assert json.loads(policies.upload_json) == policies.upload_policy

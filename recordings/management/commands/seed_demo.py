@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import secrets
 import socket
@@ -27,6 +28,32 @@ from recordings.models import MediaLocation, Recording, RecordingStatus, SyncSta
 
 DEMO_ACCOUNT_SID = "AC" + "d" * 32
 DEMO_USERNAME = "demo"
+# The demo's access rules; seed_demo prints each one's name and reason.
+DEMO_RULES: list[dict[str, Any]] = [
+    {
+        "name": "demo-supervisors",
+        "effect": "allow",
+        "identities": [],
+        "worker_sids": [],
+        "roles": ["supervisor", "wfo.full_access", "wfo.quality_manager"],
+        "recordings": {
+            "account_sids": [],
+            "sources": [],
+            "call_sids": [],
+            "max_age_days": 365,
+        },
+        "valid_from": None,
+        "valid_until": None,
+        "reason": "Demo: supervisors and quality managers may listen.",
+    },
+    {
+        "name": "demo-own-team",
+        "effect": "allow",
+        "roles": ["agent"],
+        "recordings": {"handled_by": "caller_team"},
+        "reason": "Demo: agents may play the calls their own team handled.",
+    },
+]
 
 
 def demo_sid(prefix: str, n: int) -> str:
@@ -96,37 +123,7 @@ class Command(BaseCommand):
                     "synced_at": now,
                 },
             )
-        rules_load(
-            {
-                "rules": [
-                    {
-                        "name": "demo-supervisors",
-                        "effect": "allow",
-                        "identities": [],
-                        "worker_sids": [],
-                        "roles": ["supervisor", "wfo.full_access", "wfo.quality_manager"],
-                        "recordings": {
-                            "account_sids": [],
-                            "sources": [],
-                            "call_sids": [],
-                            "max_age_days": 365,
-                        },
-                        "valid_from": None,
-                        "valid_until": None,
-                        "reason": "Demo: supervisors and quality managers may listen.",
-                    },
-                    {
-                        "name": "demo-own-team",
-                        "effect": "allow",
-                        "roles": ["agent"],
-                        "recordings": {"handled_by": "caller_team"},
-                        "reason": "Demo: agents may play the calls their own team handled.",
-                    },
-                ]
-            },
-            replace=False,
-            actor="seed_demo",
-        )
+        rules_load({"rules": copy.deepcopy(DEMO_RULES)}, replace=False, actor="seed_demo")
         flex = self._seed_flex(start_of_first=now - timedelta(days=1, hours=1))
         self.stdout.write(self.style.SUCCESS("Demo data ready."))
         self.stdout.write(
@@ -138,6 +135,9 @@ class Command(BaseCommand):
             "  Player:    http://127.0.0.1:8000/demo/player?token=demo-supervisor-token"
             f"&recording_sid={demo_sid('RE', 1)}  (demo-agent-token is denied)"
         )
+        for n, rule in enumerate(DEMO_RULES):
+            label = "  Rules:" if n == 0 else ""
+            self.stdout.write(f"{label:<13}{rule['name']} ({rule['effect']}): {rule['reason']}")
         if flex:
             self.stdout.write(
                 f"  Flex:      recording {demo_sid('RE', 1)} was handled by Sam Taylor "
