@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint services browser venv bench-webhook bench-taskrouter bench-url-provider bench-media bench-archive bench-audit-append bench-waveform bench-holds clean
+.PHONY: run test lint services browser venv bench-webhook bench-taskrouter bench-url-provider bench-media bench-archive bench-audit-append bench-waveform bench-holds bench-hold-cases bench-admin-scale clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON)"; exit 1; }
@@ -29,9 +29,13 @@ run: $(STAMP)
 	$(DEMO_ENV) $(PY) manage.py migrate --noinput
 	@# The fake first: seed_demo reads the demo's Flex directory from it and writes the demo
 	@# recording into the demo task's attributes there.
+	@# run_periodic_work stands in for celery beat and the worker (no broker in embedded mode):
+	@# seals, the nightly check and playback summaries run in the demo too (var/periodic-work.log).
 	@$(DEMO_ENV) bash -c '$(PY) manage.py run_fake_twilio --port 8799 --demo >var/fake-twilio.log 2>&1 & \
-	  fake=$$!; trap "kill $$fake" EXIT; \
-	  $(PY) manage.py seed_demo --wait-for-twilio 10 && $(PY) manage.py runserver 127.0.0.1:8000'
+	  fake=$$!; periodic=; stop() { kill $$fake $$periodic 2>/dev/null; }; trap stop EXIT; \
+	  $(PY) manage.py seed_demo --wait-for-twilio 10 || exit 1; \
+	  $(PY) manage.py run_periodic_work --run-first >var/periodic-work.log 2>&1 & periodic=$$!; \
+	  $(PY) manage.py runserver 127.0.0.1:8000'
 
 
 # PostgreSQL and Redis on this machine; started when they are down.
@@ -79,6 +83,12 @@ bench-waveform: $(STAMP)
 
 bench-holds: $(STAMP) services
 	$(PY) bench/legal_holds.py
+
+bench-hold-cases: $(STAMP) services
+	$(PY) bench/hold_cases.py
+
+bench-admin-scale: $(STAMP) services
+	$(PY) bench/admin_scale.py
 
 clean:
 	rm -rf $(VENV) db.sqlite3 media var

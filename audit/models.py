@@ -39,6 +39,7 @@ ACCESS_RULE_FIELDS = (
     "teams",
     "workers",
     "handled_by",
+    "restricted",
     "valid_from",
     "valid_until",
     "reason",
@@ -86,6 +87,13 @@ class AccessRule(models.Model):
         help_text=(
             "Only recordings the caller (or an agent of the caller's team) handled. "
             "Empty here is null in the rules file."
+        ),
+    )
+    restricted = models.BooleanField(
+        default=False,
+        help_text=(
+            "Names restricted recordings explicitly: the rule applies only to restricted "
+            "recordings, and only such an allow (or a grant) plays them."
         ),
     )
     valid_from = models.DateTimeField(null=True, blank=True)
@@ -159,6 +167,8 @@ class AccessAction(models.TextChoices):
     FLEX_MEDIA_ATTACH = "flex_media_attach", "Flex media attachment (url_provider put into a task)"
     FLEX_DIRECTORY_SYNC = "flex_directory_sync", "Flex worker and queue directory sync"
     WAVEFORM_VIEW = "waveform_view", "waveform view"
+    ACCESS_REQUEST = "access_request", "access request (asked, approved, refused, revoked)"
+    RECORDING_RESTRICT = "recording_restrict", "recording restricted or released"
 
 
 class AccessOutcome(models.TextChoices):
@@ -269,6 +279,11 @@ class AccessLog(AppendOnlyModel):
             models.Index(fields=["recording_sid", "-sequence"], name="accesslog_recording_idx"),
             models.Index(fields=["outcome", "-sequence"], name="accesslog_outcome_idx"),
             models.Index(fields=["occurred_at"], name="accesslog_occurred_idx"),
+            # The admin's filters on what, why and which worker, newest first (migration 0017;
+            # roles have a GIN index there, on PostgreSQL only).
+            models.Index(fields=["action", "-sequence"], name="accesslog_action_idx"),
+            models.Index(fields=["reason_code", "-sequence"], name="accesslog_reason_idx"),
+            models.Index(fields=["worker_sid", "-sequence"], name="accesslog_worker_idx"),
         ]
 
     def __str__(self) -> str:
@@ -501,3 +516,93 @@ class AccessLogExport(models.Model):
 
     def __str__(self) -> str:
         return f"export {self.pk} ({self.format}, {self.state})"
+
+
+class GrantScope(models.TextChoices):
+    """What an access request or grant covers."""
+
+    RECORDING = "recording", "one recording (RE…)"
+    CALL = "call", "a call's recordings (CA…)"
+    TEAM = "team", "a team's recordings (team name)"
+
+
+class GrantStatus(models.TextChoices):
+    """Where an access request stands; only an approved one is a grant."""
+
+    REQUESTED = "requested", "requested"
+    APPROVED = "approved", "approved"
+    REFUSED = "refused", "refused"
+
+
+class AccessGrant(models.Model):
+    """An access request and, once a second person approves it, a time-boxed grant.
+
+    The grantee is a Flex user (``grantee_identity``, and ``grantee_worker_sid`` when the token
+    had one); the scope is one recording, one call's recordings or a team's recordings. A grant
+    is in force while ``status`` is approved, ``valid_from <= now < valid_until`` and it is not
+    revoked: it expires on its own. ``audit.decisions.access_decide`` reads grants as facts
+    (``GrantView``); ``audit.grants`` is the only code that changes them, and writes each step
+    (request, approval, refusal, revocation) to the access log. Never deleted.
+    """
+
+    status = models.CharField(
+        max_length=16, choices=GrantStatus.choices, default=GrantStatus.REQUESTED
+    )
+    grantee_identity = models.CharField(max_length=255, db_index=True)
+    grantee_worker_sid = models.CharField(max_length=34, blank=True, db_index=True)
+    scope = models.CharField(max_length=16, choices=GrantScope.choices)
+    scope_value = models.CharField(max_length=255)
+    reason = models.TextField(help_text="Why the requester needs the access.")
+    duration_hours = models.PositiveIntegerField(
+        help_text="How long the grant lasts once approved."
+    )
+    requested_at = models.DateTimeField(default=timezone.now, editable=False)
+    requested_by = models.ForeignKey(
+        "auth.User",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The staff member who filed the request on the grantee's behalf, if any.",
+    )
+    decided_by = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_note = models.TextField(blank=True)
+    valid_from = models.DateTimeField(null=True, blank=True)
+    valid_until = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    revoke_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-requested_at"]
+        permissions = [("approve_accessgrant", "Can approve, refuse and revoke access requests")]
+
+    def __str__(self) -> str:
+        return (
+            f"#{self.pk} {self.grantee_identity}: {self.scope} {self.scope_value} ({self.status})"
+        )
+
+
+class ForwarderPosition(models.Model):
+    """How far ``audit.forwarder`` has sent the access log to one syslog destination.
+
+    ``last_sequence`` is the highest row sequence the destination is known to have received
+    (everything at or below it, gaps included, was sent or never existed); a restarted forwarder
+    goes on after it. Kept per destination (``host:port``), so pointing the forwarder at a new
+    collector sends that one the whole log.
+    """
+
+    destination = models.CharField(max_length=300, unique=True)
+    last_sequence = models.PositiveBigIntegerField(default=0)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "audit forwarder position"
+
+    def __str__(self) -> str:
+        return f"{self.destination}: through #{self.last_sequence}"

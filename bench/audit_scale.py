@@ -164,11 +164,17 @@ def main() -> None:
         lambda: chain_check_run(trigger="command", full=False),
     )
     sink = StringIO()
-    _timed(
+    jsonl = _timed(
         "export_audit_log --format jsonl",
         options.rows,
         lambda: call_command("export_audit_log", "--format", "jsonl", stdout=sink),
     )
+    ocsf = _timed(
+        "export_audit_log --format ocsf",
+        options.rows,
+        lambda: call_command("export_audit_log", "--format", "ocsf", stdout=StringIO()),
+    )
+    print(f"  (OCSF takes {ocsf / jsonl:.2f} times as long as JSON Lines)")
     if not get_user_model().objects.filter(username="bench-officer").exists():
         get_user_model().objects.create_superuser("bench-officer", password=None)
 

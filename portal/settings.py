@@ -72,7 +72,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "django_otp",
-    "django_otp.plugins.otp_totp",
+    "portal.otp_apps.TotpDevicesConfig",  # django_otp.plugins.otp_totp, with a readable name
     # Counts failed admin logins and locks them out (see AXES_* below).
     "axes",
     "recordings",
@@ -126,6 +126,13 @@ DATABASES = {
 }
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Embedded mode: runserver and run_periodic_work write at once. WAL lets readers go on
+    # during a write; IMMEDIATE takes the write lock at BEGIN, so a writer waits (up to the
+    # timeout) instead of failing with "database is locked" when upgrading a read lock.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
+    )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.bool(
     "DATABASE_PREPARED_STATEMENTS", default=True
 ):
@@ -271,6 +278,13 @@ AUDIT_SEAL_MAX_DELAY_SECONDS = env.int("AUDIT_SEAL_MAX_DELAY_SECONDS", default=6
 AUDIT_EXPORT_RETENTION_HOURS = env.int("AUDIT_EXPORT_RETENTION_HOURS", default=72)
 # Embedded mode has no beat and no sealer process: each appended row is sealed as it commits.
 AUDIT_SEAL_INLINE = env.bool("AUDIT_SEAL_INLINE", default=not REDIS_URL)
+# The SIEM's syslog collector for `run_audit_forwarder` (audit.forwarder): RFC 5424 over TCP,
+# TLS (RFC 5425) unless AUDIT_SYSLOG_TLS=0; AUDIT_SYSLOG_CA_FILE: the CA bundle that verifies the
+# collector's certificate (the system's CAs when empty). No host: no forwarder.
+AUDIT_SYSLOG_HOST = env.str("AUDIT_SYSLOG_HOST", default="")
+AUDIT_SYSLOG_PORT = env.int("AUDIT_SYSLOG_PORT", default=6514)
+AUDIT_SYSLOG_TLS = env.bool("AUDIT_SYSLOG_TLS", default=True)
+AUDIT_SYSLOG_CA_FILE = env.str("AUDIT_SYSLOG_CA_FILE", default="")
 
 # --- Celery --------------------------------------------------------------------------------
 CELERY_BROKER_URL = REDIS_URL or "memory://"
@@ -332,6 +346,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "audit.tasks.expire_access_log_exports",
         "schedule": crontab(minute=23),
     },
+    "expire-evidence-packages": {
+        "task": "recordings.tasks.expire_evidence_packages",
+        "schedule": crontab(minute=27),
+    },
     "seal-audit-log": {
         "task": "audit.tasks.seal_audit_log",
         "schedule": timedelta(seconds=15),
@@ -360,6 +378,10 @@ CELERY_BEAT_SCHEDULE = {
     "apply-retention-policies": {
         "task": "recordings.tasks.apply_retention",
         "schedule": crontab(hour=2, minute=41),
+    },
+    "reconcile-hold-locks": {
+        "task": "recordings.tasks.reconcile_hold_locks",
+        "schedule": timedelta(minutes=15),
     },
     "sweep-flex-media": {
         "task": "recordings.tasks.sweep_flex_media",

@@ -20,6 +20,7 @@ urlpatterns = [
     ),
     path("media/<uuid:link_id>", views.media_stream, name="media-stream"),
     path("demo/player", views.demo_player, name="demo-player"),
+    path("access-requests/", views.access_requests_page, name="access-requests"),
     path("twilio/recording-status", webhooks.recording_status, name="recording-status"),
     path("twilio/taskrouter-events", webhooks.taskrouter_events, name="taskrouter-events"),
     path("admin/", admin.site.urls),

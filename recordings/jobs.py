@@ -29,6 +29,8 @@ PROCESS_TASKROUTER_EVENTS = "recordings.tasks.process_taskrouter_events"
 ATTACH_FLEX_MEDIA = "recordings.tasks.attach_flex_media"
 LINK_RECORDING_TASKS = "recordings.tasks.link_recording_tasks"
 ANALYSE_RECORDING = "recordings.tasks.analyse_recording"
+APPLY_HOLD_LOCKS = "recordings.tasks.apply_hold_locks"
+WRITE_EVIDENCE_PACKAGE = "recordings.tasks.write_evidence_package"
 
 # Exponential backoff for work that waits on Twilio or storage: 30 s doubling up to 30 min,
 # 12 retries, about 3.5 h in all (Twilio itself retries uploads for a couple of hours).
@@ -188,4 +190,18 @@ def queue_recording_analysis(recording_id: int) -> bool:
     analysis are found again by ``analyse_recordings``."""
     return _send_quietly(
         ANALYSE_RECORDING, (recording_id,), f"analysis of recording {recording_id}"
+    )
+
+
+def queue_hold_locks(hold_id: int) -> bool:
+    """Have the S3 Object Lock legal holds a legal hold owes set (or, once released, cleared)
+    soon; ``reconcile_hold_locks`` finds what a lost message left owed."""
+    return _send_quietly(APPLY_HOLD_LOCKS, (hold_id,), f"object locks of legal hold {hold_id}")
+
+
+def queue_evidence_package(package_id: int) -> bool:
+    """Have an evidence package written soon; a package left ``queued`` (broker down) shows so
+    on the packages page, where the officer asks for it again."""
+    return _send_quietly(
+        WRITE_EVIDENCE_PACKAGE, (package_id,), f"evidence package {package_id}"
     )

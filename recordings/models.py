@@ -162,12 +162,19 @@ class Recording(models.Model):
     handled_queues = models.JSONField(
         default=list, blank=True, help_text="TaskQueue SIDs and names of the conversation."
     )
+    # Restricted (PCI segment not paused, HR matter…): played only under a grant or a rule that
+    # names restricted recordings (audit.decisions). Set and cleared by
+    # recordings.lifecycle.restriction, which audits each change.
+    restricted_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    restricted_reason = models.TextField(blank=True)
+    restricted_by = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-start_time", "-id"]
         indexes = [models.Index(fields=["-created_at"], name="recording_created_idx")]
+        permissions = [("restrict_recording", "Can mark recordings restricted and lift it")]
 
     def __str__(self) -> str:
         return self.sid
@@ -189,6 +196,7 @@ class Recording(models.Model):
             workers=tuple(self.handled_worker_sids or ()),
             teams=tuple(self.handled_team_names or ()),
             queues=tuple(self.handled_queues or ()),
+            restricted=self.restricted_at is not None,
         )
 
 
@@ -408,6 +416,11 @@ class LegalHold(models.Model):
 
     reason = models.TextField()
     case_reference = models.CharField(max_length=200, blank=True)
+    # The case around the hold (issue 15): what the matter is called, whose recordings it
+    # concerns (names or e-mails, as counsel gives them) and the officer's notes.
+    matter_name = models.CharField(max_length=200, blank=True)
+    custodians = models.JSONField(default=list, blank=True)
+    notes = models.TextField(blank=True)
     recording_sids = models.JSONField("recording SIDs", default=list, blank=True)
     call_sids = models.JSONField("call SIDs", default=list, blank=True)
     started_from = models.DateTimeField(
@@ -447,8 +460,47 @@ class LegalHold(models.Model):
             self.recording_sids or self.call_sids or self.started_from or self.started_until
         ):
             errors["recording_sids"] = "Name recordings, calls or a date range to hold."
+        if not isinstance(self.custodians, list) or not all(
+            isinstance(v, str) for v in self.custodians
+        ):
+            errors["custodians"] = "A list of names or e-mail addresses."
         if errors:
             raise ValidationError(errors)
+
+
+class HoldLockState(models.TextChoices):
+    """Where one held object's S3 Object Lock legal hold stands, for one hold."""
+
+    LOCKED = "locked", "locked"
+    RELEASED = "released", "released"
+    FAILED = "failed", "failed (retried)"
+    NOT_ENABLED = "not_enabled", "Object Lock not enabled on the bucket"
+
+
+class HoldObjectLock(models.Model):
+    """The S3 Object Lock legal hold that one legal hold put on one recording's stored object
+    (``recordings.lifecycle.hold_locks``): set when the hold covers it, cleared at release
+    unless another active hold still covers it. A failure stays here, shown on the case page,
+    until the reconcile succeeds."""
+
+    hold = models.ForeignKey(LegalHold, on_delete=models.PROTECT, related_name="object_locks")
+    recording = models.ForeignKey(Recording, on_delete=models.CASCADE, related_name="+")
+    bucket = models.CharField(max_length=63)
+    key = models.CharField(max_length=1024)
+    version_id = models.CharField(max_length=1024, blank=True)
+    state = models.CharField(max_length=16, choices=HoldLockState.choices)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["hold", "recording"], name="hold_lock_once"),
+        ]
+        indexes = [models.Index(fields=["hold", "state"], name="hold_lock_state_idx")]
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.key} {self.state}"
 
 
 # --- Flex linkage: what TaskRouter tells the portal about the conversations it records ---------
@@ -690,3 +742,35 @@ class RecordingAnalysis(models.Model):
 
     def __str__(self) -> str:
         return f"analysis of {self.recording_id} ({self.state})"
+
+
+class EvidencePackage(models.Model):
+    """An evidence package of recordings (``recordings.lifecycle.evidence_package``), written by
+    a background job to the exports storage and downloaded through the portal: the media as
+    stored, optionally decrypted, with a signed manifest an outsider verifies offline.
+
+    The selection is kept by SID (what the manifest names); ``hold`` is the legal hold (case)
+    it was made for, when there was one. The package's own SHA-256 is kept here and in its
+    ``admin_export`` access-log row.
+    """
+
+    requested_at = models.DateTimeField(default=timezone.now, db_index=True)
+    requested_by = models.CharField(max_length=150, help_text="The exporter's username.")
+    reason = models.TextField(help_text="Why the package is made (in its manifest and log row).")
+    include_decrypted = models.BooleanField(default=False)
+    recording_sids = models.JSONField("recording SIDs", default=list)
+    hold = models.ForeignKey(
+        LegalHold, null=True, blank=True, on_delete=models.PROTECT, related_name="packages"
+    )
+    state = models.CharField(max_length=8, default="queued")
+    file_name = models.CharField(max_length=255, blank=True)
+    size = models.PositiveBigIntegerField(null=True, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"evidence package {self.pk} ({self.state})"

@@ -25,7 +25,7 @@ from recordings.flex import directory, linking
 from recordings.flex import events as flex_events
 from recordings.ingest import events, reconcile
 from recordings.integrations import storage, twilio_api
-from recordings.lifecycle import archive, retention
+from recordings.lifecycle import archive, evidence_package, hold_locks, retention
 from recordings.media import encrypted
 from recordings.media.body import MediaError, MediaNotFound, MediaUnavailable
 from recordings.models import (
@@ -318,3 +318,33 @@ def sync_flex_directory() -> dict[str, int]:
     if not flex_events.linkage_configured():
         return {}
     return directory.flex_directory_sync(actor="system:schedule").as_dict()
+
+
+@shared_task(acks_late=True)
+def apply_hold_locks(hold_id: int) -> dict[str, object]:
+    """Set (or, for a released hold, clear) a legal hold's S3 Object Lock legal holds
+    (``recordings.lifecycle.hold_locks``); a big hold requeues itself until none is owed."""
+    run = hold_locks.hold_locks_apply(hold_id=hold_id)
+    if run.remaining and not run.stopped:
+        jobs.queue_hold_locks(hold_id)
+    return run.as_dict()
+
+
+@shared_task
+def reconcile_hold_locks() -> dict[str, int]:
+    """Apply the Object Lock legal holds every active hold owes (recordings that arrived since,
+    earlier failures) and clear a released hold's (every 15 minutes)."""
+    return hold_locks.hold_locks_reconcile()
+
+
+@shared_task(acks_late=True)
+def write_evidence_package(package_id: int) -> str:
+    """Write a queued evidence package to the exports storage
+    (``recordings.lifecycle.evidence_package``); answers its state."""
+    return evidence_package.evidence_package_run(package_id=package_id).state
+
+
+@shared_task
+def expire_evidence_packages() -> int:
+    """Delete evidence package files past ``AUDIT_EXPORT_RETENTION_HOURS`` (hourly)."""
+    return evidence_package.evidence_packages_expire()

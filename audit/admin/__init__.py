@@ -26,6 +26,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
 from audit.admin import people as _people_directory  # noqa: F401  (registers the directory)
+from audit.admin import reports as _reports  # noqa: F401  (registers the report pages)
 from audit.admin import views
 from audit.admin.display import person_html, utc_time
 from audit.admin.filters import (
@@ -39,8 +40,10 @@ from audit.admin.filters import (
     WorkerFilter,
 )
 from audit.admin.forms import AccessRuleForm
+from audit.admin.grants import RestrictedLogFilter  # (also registers access grants)
 from audit.admin.links import recording_timeline_link
 from audit.admin.pagination import AccessLogPaginator
+from audit.admin.rule_history import rule_history_view
 from audit.labels import action_label, reason_label
 from audit.models import AccessAction, AccessLog, AccessLogDigest, AccessRule
 from audit.people import Person, people_describe, people_match, person_of
@@ -76,16 +79,16 @@ class AccessRuleAdmin(admin.ModelAdmin):
         "name",
         "effect",
         "enabled",
-        "identities",
-        "roles",
-        "valid_from",
-        "valid_until",
-        "updated_at",
+        "identities_text",
+        "roles_text",
+        "valid_from_text",
+        "valid_until_text",
+        "updated",
     )
     list_filter = ("enabled", "effect")
     search_fields = ("name", "reason")
     ordering = ("name",)
-    readonly_fields = ("created_at", "updated_at")
+    readonly_fields = ("created", "updated")
     actions = ("disable_rules",)
     change_list_template = "admin/audit/accessrule/change_list.html"
     change_form_template = "admin/audit/accessrule/change_form.html"
@@ -102,14 +105,51 @@ class AccessRuleAdmin(admin.ModelAdmin):
         ),
         (
             "Who handled them (Flex; a recording without handling facts never matches these)",
-            {"fields": ("queues", "teams", "workers", "handled_by")},
+            {"fields": ("queues", "teams", "workers", "handled_by", "restricted")},
         ),
-        ("When", {"fields": ("valid_from", "valid_until", "created_at", "updated_at")}),
+        ("When", {"fields": ("valid_from", "valid_until", "created", "updated")}),
     )
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         """Nobody deletes a rule: disable it instead."""
         return False
+
+    @admin.display(description="identities", ordering="identities")
+    def identities_text(self, rule: AccessRule) -> str:
+        """The identities as words (``qa_*, alice@example.com``), not JSON."""
+        return ", ".join(rule.identities) or "any"
+
+    @admin.display(description="roles", ordering="roles")
+    def roles_text(self, rule: AccessRule) -> str:
+        """The roles as words, not JSON."""
+        return ", ".join(rule.roles) or "any"
+
+    @admin.display(description="valid from (UTC)", ordering="valid_from")
+    def valid_from_text(self, rule: AccessRule) -> str:
+        """The start, in UTC with seconds and the zone like every console time."""
+        return utc_time(rule.valid_from)
+
+    @admin.display(description="valid until (UTC)", ordering="valid_until")
+    def valid_until_text(self, rule: AccessRule) -> str:
+        """The end (exclusive), in UTC."""
+        return utc_time(rule.valid_until)
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, rule: AccessRule) -> str:
+        """When the rule was created, in UTC."""
+        return utc_time(rule.created_at)
+
+    @admin.display(description="last changed", ordering="updated_at")
+    def updated(self, rule: AccessRule) -> str:
+        """When the rule last changed, in UTC."""
+        return utc_time(rule.updated_at)
+
+    def history_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        """The rule's real history, from the access log (``audit.admin.rule_history``):
+        Django's own reads ``LogEntry``, which rules-file imports never write."""
+        return rule_history_view(request, self, object_id)
 
     def save_model(self, request: HttpRequest, obj: AccessRule, form: Any, change: bool) -> None:
         """Save, and write the change (old and new values) to the access log."""
@@ -223,6 +263,7 @@ class AccessLogAdmin(_ReadOnlyAdmin):
         WorkerFilter,
         RoleFilter,
         RecordingFilter,
+        RestrictedLogFilter,
     )
     search_fields = ("identity", "recording_sid")
     search_help_text = (

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -45,6 +45,7 @@ from audit.admin.chart import daily_bar_chart
 from audit.admin.filters import date_parameter
 from audit.admin.forms import RulesImportForm, RuleTestForm
 from audit.decisions import access_decide, access_explain
+from audit.grants import restricted_activity
 from audit.models import (
     AccessAction,
     AccessLogExport,
@@ -109,6 +110,7 @@ def dashboard(request: HttpRequest, model_admin: admin.ModelAdmin) -> HttpRespon
         "dashboard": data,
         "chart": daily_bar_chart(data.per_day),
         "bulk_threshold": settings.AUDIT_ALERT_BULK_ACCESS_PER_HOUR,
+        "restricted": restricted_activity(since=timezone.now() - timedelta(hours=24)),
     }
     return TemplateResponse(request, "admin/audit/dashboard.html", context)
 

@@ -20,10 +20,13 @@ from django.http import HttpRequest, HttpResponse
 from audit.admin.views import recording_change_context
 from audit.staff_actions import staff_action_log, staff_identity
 from portal.admin_site import ComplianceAdminSite
+from portal.guide import guide_urls
 from portal.http import request_audit_fields
 from recordings import jobs
 from recordings.admin.deletion import DeletionAdminMixin
+from recordings.admin.evidence import EvidencePackageAdminMixin
 from recordings.admin.flex import flex_urls
+from recordings.admin.hold_cases import HoldCaseAdminMixin, hold_locks_schedule
 from recordings.admin.holds import (
     HoldFilter,
     HoldsAdminMixin,
@@ -32,6 +35,8 @@ from recordings.admin.holds import (
     OnHoldFilter,
     hold_coverage,
 )
+from recordings.admin.restricted import RestrictedAdminMixin, RestrictedFilter
+from recordings.admin.search import recording_sid_search
 from recordings.admin.speech_filters import SpeechFilter
 from recordings.admin.twilio_settings import storage_urls
 from recordings.custody import keys
@@ -110,11 +115,18 @@ class RecordingChangeList(HoldsOnPageChangeList, DateDrillDownChangeList):
 
 
 @admin.register(Recording)
-class RecordingAdmin(HoldsAdminMixin, DeletionAdminMixin, ReadOnlyAdmin):
+class RecordingAdmin(
+    RestrictedAdminMixin,
+    EvidencePackageAdminMixin,
+    HoldsAdminMixin,
+    DeletionAdminMixin,
+    ReadOnlyAdmin,
+):
     list_display = (
         "sid",
         "status_shown",
         "legal_hold",
+        "restricted_shown",
         "sync_state",
         "start_time",
         "duration_seconds",
@@ -136,11 +148,20 @@ class RecordingAdmin(HoldsAdminMixin, DeletionAdminMixin, ReadOnlyAdmin):
         OnHoldFilter,
         HoldFilter,
         SpeechFilter,
+        RestrictedFilter,
     )
     search_fields = ("=sid", "=call_sid", "=account_sid")
     date_hierarchy = "start_time"
     show_full_result_count = False
-    actions = ("sync_now", "archive_now", "place_legal_hold", "delete_now")
+    actions = (
+        "sync_now",
+        "archive_now",
+        "place_legal_hold",
+        "delete_now",
+        "export_evidence_package",
+        "restrict_recordings",
+        "unrestrict_recordings",
+    )
     exclude = ("encryption_cek",)
     # The page ends with the recording's timeline (``audit.admin.selectors.recording_timeline``).
     change_form_template = "admin/recordings/recording/change_form.html"
@@ -149,6 +170,14 @@ class RecordingAdmin(HoldsAdminMixin, DeletionAdminMixin, ReadOnlyAdmin):
         """The list, refusing an impossible date drill-down (:class:`DateDrillDownChangeList`)
         and reading the holds of a page at once (:class:`HoldsOnPageChangeList`)."""
         return RecordingChangeList
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Recording], search_term: str
+    ) -> tuple[QuerySet[Recording], bool]:
+        """Indexed equality on the SID columns, never ``UPPER()`` (``recordings.admin.search``)."""
+        if not search_term.strip():
+            return queryset, False
+        return queryset.filter(recording_sid_search(search_term)), False
 
     def change_view(self, request: HttpRequest, object_id: str, form_url="", extra_context=None):
         """The recording's page with its timeline; viewing it is written to the access log."""
@@ -307,21 +336,33 @@ class ReleaseActionForm(ActionForm):
 
 
 @admin.register(LegalHold)
-class LegalHoldAdmin(admin.ModelAdmin):
+class LegalHoldAdmin(HoldCaseAdminMixin, admin.ModelAdmin):
     """Legal holds: placed with a reason and a case reference, then read-only until released
     (the release action asks for a reason); never deleted. Placing and releasing are audited."""
 
-    list_display = ("__str__", "reason", "created_by", "created_at", "released_at", "released_by")
-    list_filter = (("released_at", admin.EmptyFieldListFilter),)
-    search_fields = ("case_reference", "reason")
-    fields = (
+    list_display = (
+        "__str__",
+        "matter_name",
         "reason",
+        "created_by",
+        "created_at",
+        "released_at",
+        "released_by",
+    )
+    list_filter = (("released_at", admin.EmptyFieldListFilter),)
+    search_fields = ("case_reference", "matter_name", "reason", "custodians")
+    fields = (
+        "matter_name",
         "case_reference",
+        "reason",
+        "custodians",
+        "notes",
         "recording_sids",
         "call_sids",
         "started_from",
         "started_until",
         "covers",
+        "object_locks",
         "created_by",
         "created_at",
         "released_at",
@@ -330,6 +371,7 @@ class LegalHoldAdmin(admin.ModelAdmin):
     )
     readonly_fields = (
         "covers",
+        "object_locks",
         "created_by",
         "created_at",
         "released_at",
@@ -363,6 +405,7 @@ class LegalHoldAdmin(admin.ModelAdmin):
             source="form",
             context={"identity": staff_identity(request), **request_audit_fields(request)},
         )
+        hold_locks_schedule(hold_id=obj.pk, request=request)
 
     @admin.action(description="Release the selected holds (give a reason)", permissions=["change"])
     def release(self, request: HttpRequest, queryset: QuerySet[LegalHold]) -> None:
@@ -380,6 +423,7 @@ class LegalHoldAdmin(admin.ModelAdmin):
                 reason=reason,
                 context=context,
             )
+            hold_locks_schedule(hold_id=hold.pk, request=request)
             released += 1
         self.message_user(request, f"{released} holds released.", messages.SUCCESS)
 
@@ -485,3 +529,4 @@ class PrivateKeyAdmin(ReadOnlyAdmin):
 # The Twilio storage settings pages belong to no model (see ``portal.admin_site``).
 cast(ComplianceAdminSite, admin.site).register_urls(storage_urls)
 cast(ComplianceAdminSite, admin.site).register_urls(flex_urls)
+cast(ComplianceAdminSite, admin.site).register_urls(guide_urls)

@@ -548,3 +548,83 @@ def derived_delete(*, key: str) -> None:
         s3_client().delete_object(Bucket=bucket, Key=DERIVED_PREFIX + key)
     except Exception as exc:  # S3 answers a missing key with success: any error is real
         raise _write_error(exc, f"s3://{bucket}/{DERIVED_PREFIX}{key}") from None
+
+
+# --- S3 Object Lock legal holds (``recordings.lifecycle.hold_locks``) ---------------------------
+# boto3 directly: django-storages knows nothing of Object Lock. A legal hold on an object
+# version makes S3 itself refuse to delete or overwrite that version until the hold is cleared,
+# whoever asks; only a bucket created (or later configured) with Object Lock accepts one.
+
+
+class ObjectLockNotEnabled(StorageError):
+    """The bucket has no Object Lock configuration, so S3 cannot hold its objects."""
+
+
+def bucket_object_lock_enabled(*, bucket: str) -> bool:
+    """True when ``bucket`` has Object Lock enabled (``GetObjectLockConfiguration``); a bucket
+    without a configuration answers False, any other failure raises :class:`StorageError`."""
+    try:
+        answer = s3_client().get_object_lock_configuration(Bucket=bucket)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ObjectLockConfigurationNotFoundError":
+            return False
+        raise _s3_error(exc, f"s3://{bucket}") from None
+    except Exception as exc:
+        raise _s3_error(exc, f"s3://{bucket}") from None
+    config = answer.get("ObjectLockConfiguration", {})
+    return str(config.get("ObjectLockEnabled", "")) == "Enabled"
+
+
+def object_legal_hold_set(*, bucket: str, key: str, on: bool, version_id: str = "") -> str:
+    """Set (``on``) or clear the Object Lock legal hold of one object version and answer the
+    version's id: ``version_id``, or, when empty, the current version's, read first so that the
+    hold and every later read-back name the same version even if a newer one appears.
+    :class:`ObjectLockNotEnabled` when the bucket cannot hold objects."""
+    where = f"s3://{bucket}/{key}"
+    client = s3_client()
+    try:
+        if not version_id:
+            version_id = str(client.head_object(Bucket=bucket, Key=key).get("VersionId") or "")
+        arguments: dict[str, Any] = {
+            "Bucket": bucket,
+            "Key": key,
+            "LegalHold": {"Status": "ON" if on else "OFF"},
+        }
+        if version_id and version_id != "null":
+            arguments["VersionId"] = version_id
+        client.put_object_legal_hold(**arguments)
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        if error.get("Code") == "InvalidRequest" and "Object Lock" in str(
+            error.get("Message", "")
+        ).replace("ObjectLock", "Object Lock"):
+            raise ObjectLockNotEnabled(
+                f"{where}: Object Lock is not enabled on the bucket"
+            ) from None
+        raise _write_error(exc, where) from None
+    except Exception as exc:
+        raise _write_error(exc, where) from None
+    return version_id
+
+
+def object_legal_hold_status(*, bucket: str, key: str, version_id: str = "") -> str:
+    """The Object Lock legal hold status S3 reports for one object version (``GetObjectLegalHold``):
+    ``ON`` or ``OFF`` (an object never held has no status: ``OFF``)."""
+    where = f"s3://{bucket}/{key}"
+    arguments: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if version_id and version_id != "null":
+        arguments["VersionId"] = version_id
+    try:
+        answer = s3_client().get_object_legal_hold(**arguments)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code")
+        if code == "NoSuchObjectLockConfiguration":
+            return "OFF"
+        if code == "InvalidRequest":
+            raise ObjectLockNotEnabled(
+                f"{where}: Object Lock is not enabled on the bucket"
+            ) from None
+        raise _s3_error(exc, where) from None
+    except Exception as exc:
+        raise _s3_error(exc, where) from None
+    return str((answer.get("LegalHold") or {}).get("Status") or "OFF")
