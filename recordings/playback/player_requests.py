@@ -48,9 +48,11 @@ class Answer:
     body: dict[str, str]
 
 
-def _audit(
+def request_audit(
     action: str, outcome: str, reason: str, context: RequestContext, **fields: Any
 ) -> AccessLog:
+    """Write the access-log row of one player request (url_provider, media, waveform): the
+    answer's outcome and reason, where the request came from, and ``fields``."""
     return access_log_append(
         action=action,
         outcome=outcome,
@@ -243,7 +245,7 @@ def _error(status: int, code: str, detail: str) -> Answer:
     return Answer(status, {"error": code, "detail": detail})
 
 
-def _audited_sid(recording_sid: str | None) -> str:
+def audited_sid(recording_sid: str | None) -> str:
     """The SID an audit row names: the one asked for when it is well-formed, else none (a
     malformed value cut to the column's size could read as a real SID it was not)."""
     return recording_sid if recording_sid and RECORDING_SID.fullmatch(recording_sid) else ""
@@ -274,10 +276,10 @@ def url_provide(
     Without ``issue_link`` (a ``HEAD`` request, whose answer has no body) it decides and audits
     the same way but makes no link, since nobody would receive it.
     """
-    audit: dict[str, Any] = {"recording_sid": _audited_sid(recording_sid)}
+    audit: dict[str, Any] = {"recording_sid": audited_sid(recording_sid)}
 
     def record(outcome: str, reason: str, **fields: Any) -> AccessLog:
-        return _audit(ACTION, outcome, reason, context, **{**audit, **fields})
+        return request_audit(ACTION, outcome, reason, context, **{**audit, **fields})
 
     def finish(answer: Answer, outcome: str, reason: str, **fields: Any) -> Answer:
         record(outcome, reason, **fields)
@@ -363,12 +365,12 @@ def url_provide_other_method(
     else:
         detail = f"Use {', '.join(ALLOWED_METHODS[:2])}."
         answer, reason = _error(405, "method_not_allowed", detail), "method_not_allowed"
-    _audit(
+    request_audit(
         ACTION,
         "error",
         reason,
         context,
-        recording_sid=_audited_sid(recording_sid),
+        recording_sid=audited_sid(recording_sid),
         detail={"method": "".join(c for c in method if c.isalnum())[:16]},
     )
     return answer
@@ -416,7 +418,7 @@ def media_serve(
                 roles=link.roles,
                 recording_sid=link.recording.sid,
             )
-        _audit(MEDIA_ACTION, outcome, reason, context, **subject, **fields)
+        request_audit(MEDIA_ACTION, outcome, reason, context, **subject, **fields)
 
     try:
         link = links.media_link_resolve(link_id=link_id, token=token)

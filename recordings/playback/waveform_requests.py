@@ -15,14 +15,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from audit.models import AccessAction
-from audit.services import access_log_append
-from portal.sids import RECORDING_SID
 from recordings import jobs
 from recordings.analysis import service
 from recordings.playback.player_requests import (
     Refusal,
     RequestContext,
+    audited_sid,
     player_request_decide,
+    request_audit,
 )
 
 logger = logging.getLogger(__name__)
@@ -58,19 +58,11 @@ def waveform_provide(
     or the storage cannot be reached. ``with_body=False`` (``HEAD``) decides and audits the
     same way without reading the stored files.
     """
-    sid = recording_sid if RECORDING_SID.fullmatch(recording_sid or "") else ""
+    sid = audited_sid(recording_sid)
     audit: dict[str, Any] = {"recording_sid": sid}
 
     def finish(answer: WaveformAnswer, outcome: str, reason: str, **fields: Any) -> WaveformAnswer:
-        access_log_append(
-            action=ACTION,
-            outcome=outcome,
-            reason_code=reason,
-            client_ip=context.client_ip,
-            user_agent=context.user_agent,
-            request_id=context.request_id,
-            **{**audit, **fields},
-        )
+        request_audit(ACTION, outcome, reason, context, **{**audit, **fields})
         return answer
 
     if not sid:  # the SID is part of the path: an empty or odd one is malformed, not missing
@@ -133,14 +125,12 @@ def waveform_other_method(
     else:
         answer = _error(405, "method_not_allowed", "Use GET or HEAD.")
         reason = "method_not_allowed"
-    access_log_append(
-        action=ACTION,
-        outcome="error",
-        reason_code=reason,
-        recording_sid=recording_sid if RECORDING_SID.fullmatch(recording_sid or "") else "",
-        client_ip=context.client_ip,
-        user_agent=context.user_agent,
-        request_id=context.request_id,
+    request_audit(
+        ACTION,
+        "error",
+        reason,
+        context,
+        recording_sid=audited_sid(recording_sid),
         detail={"method": "".join(c for c in method if c.isalnum())[:16]},
     )
     return answer
