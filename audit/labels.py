@@ -20,7 +20,7 @@ ACTION_LABELS: dict[str, str] = {
     AccessAction.MEDIA_PLAYBACK: "Playback (a link's fetches)",
     AccessAction.WAVEFORM_VIEW: "Waveform viewed",
     AccessAction.ADMIN_VIEW: "Admin page viewed",
-    AccessAction.ADMIN_EXPORT: "Access log exported",
+    AccessAction.ADMIN_EXPORT: "Exported by staff (log, report or evidence package)",
     AccessAction.ADMIN_LOGIN: "Admin login",
     AccessAction.RULE_CHANGE: "Access rule changed",
     AccessAction.TWILIO_CONFIG: "Twilio storage configuration",
@@ -35,6 +35,8 @@ ACTION_LABELS: dict[str, str] = {
     AccessAction.FLEX_DIRECTORY_SYNC: "Flex workers and queues synced",
     AccessAction.ACCESS_REQUEST: "Access request (four eyes)",
     AccessAction.RECORDING_RESTRICT: "Recording restricted or released",
+    AccessAction.CONTROL_CHANGE: "Change needing a second approver",
+    AccessAction.ACCESS_REVIEW: "Periodic access review",
 }
 
 # What players (the Flex Insights Player and the portal's media endpoint) do; everything else

@@ -169,6 +169,8 @@ class AccessAction(models.TextChoices):
     WAVEFORM_VIEW = "waveform_view", "waveform view"
     ACCESS_REQUEST = "access_request", "access request (asked, approved, refused, revoked)"
     RECORDING_RESTRICT = "recording_restrict", "recording restricted or released"
+    CONTROL_CHANGE = "control_change", "change that weakens control (proposed, approved, refused)"
+    ACCESS_REVIEW = "access_review", "periodic access review (opened, signed off, exported)"
 
 
 class AccessOutcome(models.TextChoices):
