@@ -39,3 +39,6 @@ class AuditConfig(AppConfig):
         from audit.staff_logins import staff_login_receivers_connect
 
         staff_login_receivers_connect()
+        # The kinds of change the audit core holds for a second approver (maker/checker,
+        # ``audit.control_changes``) register themselves on import.
+        from audit import anchor_switch, control_rules  # noqa: F401

@@ -23,6 +23,8 @@ VIEWER_PERMISSIONS = (
     ("recordings", "view_retentionpolicy"),
     ("recordings", "view_legalhold"),
     ("audit", "view_accessgrant"),
+    ("audit", "view_controlchange"),
+    ("audit", "view_accessreview"),
 )
 MANAGER_PERMISSIONS = (
     *VIEWER_PERMISSIONS,
@@ -34,7 +36,14 @@ MANAGER_PERMISSIONS = (
     # Four eyes on access requests (never the requester: audit.grants enforces it), and
     # marking recordings restricted.
     ("audit", "approve_accessgrant"),
+    # Maker/checker: the second staff member on changes that weaken control (never the
+    # proposer: audit.control_changes enforces it).
+    ("audit", "approve_controlchange"),
     ("recordings", "restrict_recording"),
+    # Periodic access reviews: assigned to (round-robin), signed off by and reassigned by
+    # compliance managers (audit.reviews).
+    ("audit", "review_accessreview"),
+    ("audit", "assign_accessreview"),
 )
 COMPLIANCE_GROUPS = {
     "compliance viewer": VIEWER_PERMISSIONS,

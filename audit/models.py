@@ -286,6 +286,37 @@ class AccessLog(AppendOnlyModel):
             models.Index(fields=["action", "-sequence"], name="accesslog_action_idx"),
             models.Index(fields=["reason_code", "-sequence"], name="accesslog_reason_idx"),
             models.Index(fields=["worker_sid", "-sequence"], name="accesslog_worker_idx"),
+            # The rows about restricted recordings (``"restricted": true`` in the detail): the
+            # log's ``?restricted=1`` filter and the dashboard's box read only these, newest
+            # first, instead of scanning every row's JSON.
+            models.Index(
+                fields=["-sequence"],
+                condition=models.Q(detail__restricted=True),
+                name="accesslog_restricted_idx",
+            ),
+            # An identity's page (``audit.admin.selectors.identity_activity``): its opens
+            # grouped by recording and its refusals, read from these two indexes alone (an
+            # index-only scan) instead of every row of a busy agent spread over the table.
+            models.Index(
+                fields=["identity", "occurred_at"],
+                include=["recording_sid"],
+                condition=models.Q(action="url_provider", outcome="allowed"),
+                name="accesslog_opened_idx",
+            ),
+            models.Index(
+                fields=["identity", "occurred_at"],
+                include=["action", "outcome", "reason_code"],
+                condition=~models.Q(outcome="allowed"),
+                name="accesslog_refused_idx",
+            ),
+            # The dashboard's opens of today and of its first, partial day (``audit.rollups``),
+            # one range of time read from the index alone.
+            models.Index(
+                fields=["occurred_at"],
+                include=["identity", "recording_sid"],
+                condition=models.Q(action="url_provider", outcome="allowed"),
+                name="accesslog_opened_at_idx",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -491,6 +522,14 @@ class ExportState(models.TextChoices):
     EXPIRED = "expired", "expired (file deleted)"
 
 
+class ExportKind(models.TextChoices):
+    """What an export job writes: the access log's rows (CSV or JSON Lines) or a playback
+    report (CSV or PDF, ``audit.admin.reports``)."""
+
+    ACCESS_LOG = "access_log", "access log"
+    PLAYBACK_REPORT = "playback_report", "playback report"
+
+
 class AccessLogExport(models.Model):
     """An officer's export of the access log, written by a Celery task (``audit.exports``).
 
@@ -505,8 +544,17 @@ class AccessLogExport(models.Model):
         max_length=2000, blank=True, help_text="The access log list's filters and search."
     )
     format = models.CharField(max_length=8)
+    # Reports run through the same jobs, page and expiry as the log's exports: a month of a
+    # busy centre's playback report takes longer than a web request may last.
+    kind = models.CharField(
+        max_length=16, choices=ExportKind.choices, default=ExportKind.ACCESS_LOG
+    )
+    # The access-log row that recorded the request (a report's PDF names it).
+    audit_sequence = models.BigIntegerField(null=True, blank=True)
     state = models.CharField(max_length=8, choices=ExportState.choices, default=ExportState.QUEUED)
-    rows = models.PositiveBigIntegerField(null=True, blank=True)
+    rows = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Rows written: log entries, or a report's groups."
+    )
     sha256 = models.CharField(max_length=64, blank=True)
     file_name = models.CharField(max_length=255, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -608,3 +656,342 @@ class ForwarderPosition(models.Model):
 
     def __str__(self) -> str:
         return f"{self.destination}: through #{self.last_sequence}"
+
+
+class ReviewState(models.TextChoices):
+    """Where a periodic access review stands."""
+
+    OPEN = "open", "open (waiting for sign-off)"
+    SIGNED_OFF = "signed_off", "signed off"
+
+
+class ReviewFindings(models.TextChoices):
+    """The reviewer's verdict on a period, given with the sign-off."""
+
+    NO_EXCEPTIONS = "no_exceptions", "no exceptions"
+    EXCEPTIONS_NOTED = "exceptions_noted", "exceptions noted (see the comments)"
+
+
+class SignedOffReviewError(Exception):
+    """Raised on any attempt to change or delete a signed-off access review."""
+
+
+class AccessReviewQuerySet(models.QuerySet):
+    """Bulk ``update()`` and ``delete()`` refuse when a signed-off review is among the rows."""
+
+    def update(self, **kwargs: Any) -> int:
+        """Update open reviews only; refuse if a signed-off one is in the set."""
+        if self.filter(state=ReviewState.SIGNED_OFF).exists():
+            raise SignedOffReviewError("a signed-off access review is never changed")
+        return super().update(**kwargs)
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        """Refuse if a signed-off review is in the set."""
+        if self.filter(state=ReviewState.SIGNED_OFF).exists():
+            raise SignedOffReviewError("a signed-off access review is never deleted")
+        return super().delete()
+
+
+class AccessReview(models.Model):
+    """One period's access review (HIPAA 164.312(b): record *and examine*): the report of the
+    period, frozen as JSON with its SHA-256 when the review is built, the reviewer it is
+    assigned to, and the reviewer's sign-off with comments and findings.
+
+    One review per period (a completed UTC week, Monday to Monday, or a calendar month;
+    ``period_end`` exclusive). Once signed off the row never changes again: ``save()``,
+    ``delete()`` and the queryset's bulk writes refuse (``audit.reviews`` is the only code that
+    writes reviews, and writes each step to the access log).
+    """
+
+    schedule = models.CharField(max_length=8, help_text="weekly or monthly.")
+    period_start = models.DateTimeField(help_text="Inclusive, UTC midnight.")
+    period_end = models.DateTimeField(help_text="Exclusive, UTC midnight.")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    due_at = models.DateTimeField(help_text="Overdue (a dashboard alert) after this instant.")
+    reviewer = models.ForeignKey(
+        "auth.User",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Who must sign off; empty when nobody held the reviewer permission.",
+    )
+    state = models.CharField(max_length=12, choices=ReviewState.choices, default=ReviewState.OPEN)
+    report = models.JSONField(help_text="The period's report as built (never rebuilt).")
+    report_sha256 = models.CharField(
+        max_length=64, help_text="SHA-256 of the report's canonical JSON, taken when built."
+    )
+    signed_off_by = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    signed_off_at = models.DateTimeField(null=True, blank=True)
+    comments = models.TextField(blank=True)
+    findings = models.CharField(max_length=16, choices=ReviewFindings.choices, blank=True)
+
+    objects = AccessReviewQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-period_start", "-id"]
+        verbose_name = "access review"
+        permissions = [
+            ("review_accessreview", "Can be assigned and sign off periodic access reviews"),
+            ("assign_accessreview", "Can reassign periodic access reviews"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["period_start", "period_end"], name="audit_one_review_per_period"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(period_end__gt=models.F("period_start")),
+                name="audit_review_period_not_empty",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.schedule} review {self.period_start:%Y-%m-%d} to "
+            f"{self.period_end:%Y-%m-%d} ({self.get_state_display()})"
+        )
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Save an open review; refuse to change one that is signed off."""
+        if self._signed_off_when_stored():
+            raise SignedOffReviewError("a signed-off access review is never changed")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        """Delete an open review only (signed-off reviews are kept)."""
+        if self.state == ReviewState.SIGNED_OFF or self._signed_off_when_stored():
+            raise SignedOffReviewError("a signed-off access review is never deleted")
+        return super().delete(*args, **kwargs)
+
+    def _signed_off_when_stored(self) -> bool:
+        """Whether the stored row is signed off (asked of the database, not this instance,
+        which may be stale)."""
+        if self.pk is None:
+            return False
+        return AccessReview.objects.filter(pk=self.pk, state=ReviewState.SIGNED_OFF).exists()
+
+
+class ControlChangeStatus(models.TextChoices):
+    """Where a change that weakens control stands (``audit.control_changes``)."""
+
+    PENDING = "pending", "awaiting approval"
+    APPLIED = "applied", "approved and applied"
+    REFUSED = "refused", "refused"
+    WITHDRAWN = "withdrawn", "withdrawn by the proposer"
+    STALE = "stale", "not applied: the target changed since it was proposed"
+    FAILED = "failed", "approved, but could not be applied"
+
+
+class ControlChange(models.Model):
+    """A change that weakens control (a wider allow rule, a shorter retention, a released legal
+    hold, a deleted key, paused seal anchoring), held until a second staff member approves it.
+
+    Only made when ``CONTROL_CHANGES_NEED_APPROVAL`` is on; ``audit.control_changes`` is the
+    only code that writes it, and writes each step (proposed, approved, refused, withdrawn) to
+    the access log with the old and new values. ``old_values`` is the target as it was when the
+    change was proposed: an approval first compares it with the target now, and applies nothing
+    when they differ. ``payload`` holds what applying needs beyond the new values (a rules
+    file). Kept for good, like the log rows that name it.
+    """
+
+    kind = models.CharField(max_length=32)
+    target = models.CharField(max_length=200, help_text="What the change is to, in words.")
+    target_id = models.CharField(max_length=64, blank=True)
+    old_values = models.JSONField(default=dict, blank=True)
+    new_values = models.JSONField(default=dict, blank=True)
+    payload = models.JSONField(default=dict, blank=True)
+    reason = models.TextField(
+        blank=True,
+        help_text="Why the change weakens control, or the proposer's own words where the page "
+        "asks for them (a hold's release reason).",
+    )
+    status = models.CharField(
+        max_length=16, choices=ControlChangeStatus.choices, default=ControlChangeStatus.PENDING
+    )
+    proposed_at = models.DateTimeField(default=timezone.now, editable=False)
+    proposed_by = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    proposed_by_name = models.CharField(
+        max_length=150, help_text="The proposer's username (or the command that proposed it)."
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    decided_by_name = models.CharField(max_length=150, blank=True)
+    decision_note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-proposed_at", "-id"]
+        verbose_name = "change awaiting approval"
+        verbose_name_plural = "changes awaiting approval"
+        permissions = [
+            ("approve_controlchange", "Can approve and refuse changes that weaken control")
+        ]
+        indexes = [models.Index(fields=["status", "-proposed_at"], name="controlchange_status_idx")]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.kind}: {self.target} ({self.status})"
+
+
+class SealAnchorSwitch(models.Model):
+    """The staff switch that pauses writing seals to the anchor store (``audit.anchors``).
+
+    One row at most (``id`` 1); no row means anchoring runs. While paused the sealer keeps
+    sealing in the database and anchors nothing; resuming anchors every waiting seal on the
+    next round. Pausing weakens the evidence (a rewrite of the database is no longer caught
+    against the anchors), so with ``CONTROL_CHANGES_NEED_APPROVAL`` it waits for a second
+    staff member; resuming applies at once.
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
+    anchoring_paused = models.BooleanField(
+        default=False, help_text="Seals stay in the database and are not anchored while paused."
+    )
+    reason = models.TextField(blank=True, help_text="Why anchoring is paused or resumed.")
+    changed_by = models.CharField(max_length=150, blank=True, editable=False)
+    changed_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        verbose_name = "seal anchoring switch"
+        verbose_name_plural = "seal anchoring switch"
+
+    def __str__(self) -> str:
+        return "seal anchoring paused" if self.anchoring_paused else "seal anchoring running"
+
+
+class AccessLogDay(models.Model):
+    """One UTC day of the access log rolled up (``audit.rollups``): the dashboard reads the
+    day's figures from ``AccessLogDayCount`` and ``AccessLogDayOpen`` instead of the log.
+
+    ``rows`` is how many log rows the day held when it was rolled up: the rollup task counts
+    the day again on every run and rolls it up anew when a row arrived since (a transaction
+    that stamped its row before midnight and committed after the rollup). An ordinary table,
+    rewritten by the worker; the log itself is never touched.
+    """
+
+    day = models.DateField(unique=True)
+    rows = models.PositiveBigIntegerField()
+    rolled_up_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-day"]
+        verbose_name = "access log day"
+
+    def __str__(self) -> str:
+        return f"{self.day}: {self.rows} rows"
+
+
+class AccessLogDayCount(models.Model):
+    """How many log rows of one UTC day had this action and outcome (a rolled-up day)."""
+
+    day = models.DateField()
+    action = models.CharField(max_length=32)
+    outcome = models.CharField(max_length=16)
+    rows = models.PositiveBigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "action", "outcome"], name="accesslogdaycount_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.action} {self.outcome}: {self.rows}"
+
+
+class AccessLogDayOpen(models.Model):
+    """How often ``identity`` opened ``recording_sid`` (url_provider allowed) on one UTC day.
+
+    Kept per (identity, recording) pair, not as per-day distinct counts: "how many people
+    opened this recording over 30 days" cannot be summed from daily distinct counts (the same
+    person on two days would count twice), but it can be counted from the pairs.
+    """
+
+    day = models.DateField()
+    identity = models.CharField(max_length=255)
+    recording_sid = models.CharField(max_length=34)
+    opens = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [
+            # Pair first: "did this identity open this recording on those days" is one probe.
+            models.UniqueConstraint(
+                fields=["identity", "recording_sid", "day"], name="accesslogdayopen_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["day"], name="accesslogdayopen_day_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.identity} {self.recording_sid}: {self.opens}"
+
+
+class AccessLogSpan(models.Model):
+    """The opens of the rolled-up days ``first_day`` to ``last_day`` counted once more, per
+    identity (``AccessLogSpanIdentity``) and per recording (``AccessLogSpanRecording``), with
+    the distinct counts done: the whole days of the dashboard's 30, worked out by the rollup
+    task, so the page only adds today's and the first day's rows from the log.
+
+    Valid while no day in it was rolled up after ``computed_at``; the task replaces it."""
+
+    first_day = models.DateField()
+    last_day = models.DateField()
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["first_day", "last_day"], name="accesslogspan_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.first_day} to {self.last_day}"
+
+
+class AccessLogSpanIdentity(models.Model):
+    """How many distinct recordings ``identity`` opened over a span, in how many opens."""
+
+    span = models.ForeignKey(AccessLogSpan, on_delete=models.CASCADE, related_name="identities")
+    identity = models.CharField(max_length=255)
+    recordings = models.PositiveIntegerField()
+    opens = models.PositiveBigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["span", "identity"], name="accesslogspanidentity_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.identity}: {self.recordings} recordings"
+
+
+class AccessLogSpanRecording(models.Model):
+    """How many distinct identities opened ``recording_sid`` over a span, in how many opens."""
+
+    span = models.ForeignKey(AccessLogSpan, on_delete=models.CASCADE, related_name="recordings")
+    recording_sid = models.CharField(max_length=34)
+    people = models.PositiveIntegerField()
+    opens = models.PositiveBigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["span", "recording_sid"], name="accesslogspanrecording_unique"
+            )
+        ]
+        # The dashboard reads the recordings more than one person opened.
+        indexes = [
+            models.Index(
+                fields=["span", "recording_sid"],
+                condition=models.Q(people__gt=1),
+                name="accesslogspanrec_shared_idx",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.recording_sid}: {self.people} people"

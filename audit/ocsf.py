@@ -227,7 +227,10 @@ ACTION_CLASSES: dict[str, ActionMapping] = {
     "waveform_view": ActionMapping(WEB_RESOURCES_ACTIVITY, _READ, "Recording waveform"),
     "admin_view": ActionMapping(WEB_RESOURCES_ACTIVITY, _READ, "Admin page"),
     "admin_export": ActionMapping(
-        WEB_RESOURCES_ACTIVITY, 7, "Access log", {"access_log_download": _READ}
+        WEB_RESOURCES_ACTIVITY,
+        7,
+        "Access log, report or evidence package",
+        {"access_log_download": _READ, "playback_report_download": _READ},
     ),
     "retention_delete": ActionMapping(WEB_RESOURCES_ACTIVITY, 4, "Recording"),
     "admin_login": ActionMapping(AUTHENTICATION, 1, "Admin"),
@@ -246,6 +249,24 @@ ACTION_CLASSES: dict[str, ActionMapping] = {
         99,
         "Access grant",
         {"grant_requested": 1, "grant_approved": 8, "grant_revoked": 9, "grant_refused": 99},
+    ),
+    # A change held for a second approver: proposing creates it, approving applies it
+    # (Update), refusing or withdrawing ends it unapplied (Other).
+    "control_change": ActionMapping(
+        ENTITY_MANAGEMENT,
+        99,
+        "Change awaiting approval",
+        {
+            "change_proposed": 1,
+            "change_approved": 3,
+            "anchoring_paused": 12,
+            "anchoring_resumed": 13,
+        },
+    ),
+    # The periodic access review: built (Create), exported (Read), signed off or reassigned
+    # (Update). Opening its pages is an admin_view row.
+    "access_review": ActionMapping(
+        ENTITY_MANAGEMENT, 3, "Access review", {"review_opened": 1, "review_exported": _READ}
     ),
     "twilio_config": ActionMapping(
         API_ACTIVITY,

@@ -29,7 +29,7 @@ from django.utils import timezone
 from audit import evidence, merkle
 from audit.anchors import AnchorConflict, AnchorStore, AnchorUnavailable, anchor_store
 from audit.chain import timestamp_canonical
-from audit.models import AccessLog, AuditSeal
+from audit.models import AccessLog, AuditSeal, SealAnchorSwitch
 
 logger = logging.getLogger(__name__)
 
@@ -147,17 +147,25 @@ def seal_pending(
     return seal
 
 
+def anchoring_paused() -> bool:
+    """Whether staff paused seal anchoring (``audit.anchor_switch``; no switch row: it runs)."""
+    return SealAnchorSwitch.objects.filter(pk=1, anchoring_paused=True).exists()
+
+
 def anchors_publish(store: AnchorStore | None = None) -> int:
     """Anchor the newest seals the store does not hold yet; answer how many were written.
 
     Seals are anchored in number order and a failure stops the round, so the store holds every
     seal up to some number: looking back from the newest seal until one is found costs one
     look per round, not a listing of years of anchors. Raises ``AnchorUnavailable`` when the
-    store cannot be reached (the seals wait for the next round).
+    store cannot be reached (the seals wait for the next round). Writes nothing while staff
+    paused anchoring (:func:`anchoring_paused`): the seals wait for the round after resuming.
     """
     store = store or anchor_store()
+    if store is None or anchoring_paused():
+        return 0
     newest = AuditSeal.objects.order_by("-number").values_list("number", flat=True).first()
-    if store is None or newest is None:
+    if newest is None:
         return 0
     missing: list[int] = []
     number = newest
@@ -215,7 +223,8 @@ def sealing_status(*, now: datetime | None = None) -> SealingStatus:
         oldest_unsealed_at=oldest,
         overdue=oldest is not None
         and oldest < now - timedelta(seconds=settings.AUDIT_SEAL_MAX_DELAY_SECONDS),
-        anchor_store=store.description if store else "none configured",
+        anchor_store=(store.description if store else "none configured")
+        + (" (anchoring PAUSED by staff)" if anchoring_paused() else ""),
         max_delay_seconds=settings.AUDIT_SEAL_MAX_DELAY_SECONDS,
     )
 

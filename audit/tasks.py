@@ -1,6 +1,7 @@
 """Celery tasks of the audit app (scheduled in ``CELERY_BEAT_SCHEDULE``): sealing the log,
 signing its head, verifying it (incrementally, or fully as a resumable run) and taking up a
-full verification that a killed worker left."""
+full verification that a killed worker left, building the periodic access review, and
+rolling the log up by day for the dashboard."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ from typing import Any
 from celery import shared_task
 from celery.signals import worker_ready
 from django.db import connections
+from django.utils import timezone
 
+from audit.reviews import access_review_build_due
+from audit.rollups import access_log_rollup
 from audit.sealer import seal_and_anchor
 from audit.services import audit_digest_create, chain_check_run
 from audit.verification import (
@@ -84,3 +88,19 @@ def seal_audit_log() -> int:
     seals were written."""
     seals, _anchors = seal_and_anchor()
     return seals
+
+
+@shared_task(name="audit.tasks.build_access_review", ignore_result=True)
+def build_access_review() -> int | None:
+    """Build the periodic access review of the last completed period if it is missing (daily,
+    from beat; ``audit.reviews``); answers the review's id, or ``None`` when reviews are off."""
+    review = access_review_build_due(now=timezone.now())
+    return review.pk if review is not None else None
+
+
+@shared_task(name="audit.tasks.rollup_access_log", ignore_result=True)
+def rollup_access_log() -> int:
+    """Bring the dashboard's daily rollup of the access log up to date (hourly, from beat;
+    ``audit.rollups``): completed days not rolled up yet, or with rows that arrived since,
+    are rolled up anew. Answers how many days were."""
+    return len(access_log_rollup(now=timezone.now()).rolled)

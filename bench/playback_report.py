@@ -1,7 +1,8 @@
 """The playback report (``audit.admin.report_selectors``) on a large access log: write
 ``--rows`` player rows over 30 days (url_provider allowed and denied, media fetches, playback
-summaries with bytes) for 2,000 agents in 20 teams and ``--recordings`` recordings into this
-machine's PostgreSQL (database ``portal_report_bench``), then time the report grouped by
+summaries with bytes and the audio they amount to) for 2,000 agents in 20 teams and
+``--recordings`` recordings into this machine's PostgreSQL (database ``portal_report_bench``,
+or ``--database``), then time the report grouped by
 person, team and recording, over 30 days and over one day, and for one person, printing each
 one's time (median of ``--repeat`` after a warm-up), its query count and the ratio of the
 30-day time to the one-day time (how the time follows the rows the period holds).
@@ -45,7 +46,13 @@ SELECT i, now() - make_interval(secs => (%(n)s - i) * 86400.0 * 30 / %(n)s),
        'agent' || (i * 7919 %% %(agents)s) || '_40example_2Ecom', '',
        'WK' || lpad(to_hex(i * 7919 %% %(agents)s), 32, '0'), '["agent"]'::jsonb,
        'RE' || lpad(to_hex(1 + (i * 104729) %% %(r)s), 32, '0'), '', '192.0.2.10', 'bench',
-       'req-' || i, '', CASE WHEN k >= 85 THEN 200000 + (i %% 900000) ELSE NULL END, '{}',
+       'req-' || i, '', CASE WHEN k >= 85 THEN 200000 + (i %% 900000) ELSE NULL END,
+       -- A summary keeps the audio its bytes amount to, as recordings.playback.links writes
+       -- it (a recording's stored size is 16,000 bytes a second of its duration here).
+       CASE WHEN k >= 85 THEN jsonb_build_object('fetches', 1, 'audio_ms_sent', least(
+           round((200000 + (i %% 900000)) / 16.0),
+           (30 + (1 + (i * 104729) %% %(r)s) %% 600) * 1000)::bigint)
+            ELSE '{}'::jsonb END,
        '', md5(i::text) || md5((i + 1)::text), '', ''
 FROM (SELECT i, (i * 37) %% 100 AS k FROM generate_series(1::bigint, %(n)s) AS i) AS made
 """
@@ -60,10 +67,10 @@ def _sql(env: dict[str, str], statement: str, params: dict[str, int] | None = No
     return time.perf_counter() - began
 
 
-def build(env: dict[str, str], *, rows: int, recordings: int) -> None:
+def build(env: dict[str, str], *, database: str, rows: int, recordings: int) -> None:
     """Empty the database, migrate it, and write the data set (see the module docstring)."""
     for command in (["dropdb", "--if-exists"], ["createdb"]):
-        subprocess.run([*command, "-h", "127.0.0.1", "-U", "postgres", DATABASE], check=True)
+        subprocess.run([*command, "-h", "127.0.0.1", "-U", "postgres", database], check=True)
     subprocess.run(
         [PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True
     )
@@ -121,10 +128,13 @@ def main() -> None:
     parser.add_argument("--recordings", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--reuse", action="store_true", help="keep the data the last run built")
+    parser.add_argument(
+        "--database", default=DATABASE, help=f"PostgreSQL database to build in (default {DATABASE})"
+    )
     options = parser.parse_args()
     env = server_env(
         free_port(),
-        DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{DATABASE}",
+        DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{options.database}",
         AUDIT_SEAL_INLINE="0",
         LOG_LEVEL="ERROR",
     )
@@ -133,7 +143,7 @@ def main() -> None:
 
     django.setup()
     if not options.reuse:
-        build(env, rows=options.rows, recordings=options.recordings)
+        build(env, database=options.database, rows=options.rows, recordings=options.recordings)
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
     from django.utils import timezone
@@ -160,7 +170,7 @@ def main() -> None:
     )
     print(
         f"\n{options.rows:,} player rows, {options.recordings:,} recordings, "
-        f"{AGENTS:,} agents in {TEAMS} teams (database {DATABASE})"
+        f"{AGENTS:,} agents in {TEAMS} teams (database {options.database})"
     )
     print(f"{'report':<36} {'median':>9} {'queries':>8} {'groups':>7}")
     medians: dict[str, float] = {}

@@ -276,8 +276,17 @@ AUDIT_ANCHOR_RETENTION_DAYS = env.int("AUDIT_ANCHOR_RETENTION_DAYS", default=219
 AUDIT_SEAL_MAX_DELAY_SECONDS = env.int("AUDIT_SEAL_MAX_DELAY_SECONDS", default=60)
 # Officers' access-log export files are deleted this long after they were written.
 AUDIT_EXPORT_RETENTION_HOURS = env.int("AUDIT_EXPORT_RETENTION_HOURS", default=72)
+# An evidence package job is killed past this many minutes (Celery's hard time limit); one still
+# running later lost its worker and is marked failed (recordings.lifecycle.evidence_sweep). Keep
+# it below the broker's visibility timeout (2 hours), so no job is handed to a second worker
+# while the first still writes it.
+EVIDENCE_PACKAGE_TIME_LIMIT_MINUTES = env.int("EVIDENCE_PACKAGE_TIME_LIMIT_MINUTES", default=100)
 # Embedded mode has no beat and no sealer process: each appended row is sealed as it commits.
 AUDIT_SEAL_INLINE = env.bool("AUDIT_SEAL_INLINE", default=not REDIS_URL)
+# Maker/checker (audit.control_changes): a change that weakens control (a new or wider allow rule,
+# a shorter retention, a released legal hold, a deleted private key, paused seal anchoring) takes
+# effect only once a second staff member approves it. Off: such changes apply at once, as before.
+CONTROL_CHANGES_NEED_APPROVAL = env.bool("CONTROL_CHANGES_NEED_APPROVAL", default=False)
 # The SIEM's syslog collector for `run_audit_forwarder` (audit.forwarder): RFC 5424 over TCP,
 # TLS (RFC 5425) unless AUDIT_SYSLOG_TLS=0; AUDIT_SYSLOG_CA_FILE: the CA bundle that verifies the
 # collector's certificate (the system's CAs when empty). No host: no forwarder.
@@ -387,6 +396,20 @@ CELERY_BEAT_SCHEDULE = {
         "task": "recordings.tasks.sweep_flex_media",
         "schedule": timedelta(minutes=1),
     },
+    "sweep-evidence-packages": {
+        "task": "recordings.tasks.sweep_evidence_packages",
+        "schedule": crontab(minute="*/5"),
+    },
+    "build-access-review": {
+        "task": "audit.tasks.build_access_review",
+        "schedule": crontab(hour=1, minute=13),
+    },
+    # The dashboard's daily rollup of the access log (audit.rollups): hourly, so a day is rolled
+    # up soon after midnight UTC and a late row is counted within the hour.
+    "rollup-access-log": {
+        "task": "audit.tasks.rollup_access_log",
+        "schedule": crontab(minute=9),
+    },
 }
 
 # --- Security ------------------------------------------------------------------------------
@@ -437,6 +460,21 @@ if not REDIS_URL:
 AUDIT_ALERT_BULK_ACCESS_PER_HOUR = env.int("AUDIT_ALERT_BULK_ACCESS_PER_HOUR", default=50)
 AUDIT_ALERT_DENIAL_SPIKE_MIN = env.int("AUDIT_ALERT_DENIAL_SPIKE_MIN", default=20)
 AUDIT_ALERT_DENIAL_SPIKE_FACTOR = env.int("AUDIT_ALERT_DENIAL_SPIKE_FACTOR", default=3)
+# Periodic access review (audit.reviews): a report of each completed UTC week (Monday to
+# Monday) or calendar month, built daily by beat once the period has ended, due for sign-off
+# this many days after the period's end (then a dashboard alert); "off" builds none.
+ACCESS_REVIEW_SCHEDULE = env.str("ACCESS_REVIEW_SCHEDULE", default="monthly")
+if ACCESS_REVIEW_SCHEDULE not in ("weekly", "monthly", "off"):
+    raise ImproperlyConfigured(
+        "ACCESS_REVIEW_SCHEDULE must be weekly, monthly or off, not "
+        f"{ACCESS_REVIEW_SCHEDULE[:40]!r}"
+    )
+ACCESS_REVIEW_DUE_DAYS = env.int("ACCESS_REVIEW_DUE_DAYS", default=7)
+if not 1 <= ACCESS_REVIEW_DUE_DAYS <= 365:
+    raise ImproperlyConfigured(
+        f"ACCESS_REVIEW_DUE_DAYS must be a whole number of days from 1 to 365, not "
+        f"{ACCESS_REVIEW_DUE_DAYS}"
+    )
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_HTTPONLY = True

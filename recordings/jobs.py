@@ -31,6 +31,7 @@ LINK_RECORDING_TASKS = "recordings.tasks.link_recording_tasks"
 ANALYSE_RECORDING = "recordings.tasks.analyse_recording"
 APPLY_HOLD_LOCKS = "recordings.tasks.apply_hold_locks"
 WRITE_EVIDENCE_PACKAGE = "recordings.tasks.write_evidence_package"
+APPLY_RESTRICTION_RULE = "recordings.tasks.apply_restriction_rule"
 
 # Exponential backoff for work that waits on Twilio or storage: 30 s doubling up to 30 min,
 # 12 retries, about 3.5 h in all (Twilio itself retries uploads for a couple of hours).
@@ -204,4 +205,13 @@ def queue_evidence_package(package_id: int) -> bool:
     on the packages page, where the officer asks for it again."""
     return _send_quietly(
         WRITE_EVIDENCE_PACKAGE, (package_id,), f"evidence package {package_id}"
+    )
+
+
+def queue_restriction_rule_apply(rule_id: int, actor: str) -> bool:
+    """Have a restriction rule applied to the existing recordings it still matches, in the
+    officer's name; a lost message leaves them unrestricted, and the rule's preview counts
+    them for the officer to apply again."""
+    return _send_quietly(
+        APPLY_RESTRICTION_RULE, (rule_id, actor), f"restriction rule {rule_id} applied"
     )

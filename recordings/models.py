@@ -10,6 +10,7 @@ from django.db import models
 from django.utils import timezone
 
 from audit.decisions import RecordingFacts
+from portal import sids
 
 
 class RecordingStatus(models.TextChoices):
@@ -64,6 +65,35 @@ class IntegrityState(models.TextChoices):
     FAILED = "failed", "failed verification (never served)"
 
 
+class RecordingSource(models.TextChoices):
+    """What made Twilio record (its Recording ``source``), named for the recordings list's
+    filter: choices the filter lists without reading the table. Twilio may add a value; it is
+    stored as sent and shown raw."""
+
+    DIAL_VERB = "DialVerb", "<Dial record> (DialVerb)"
+    CONFERENCE = "Conference", "conference (Conference)"
+    OUTBOUND_API = "OutboundAPI", "outbound call API (OutboundAPI)"
+    TRUNKING = "Trunking", "Elastic SIP Trunking (Trunking)"
+    RECORD_VERB = "RecordVerb", "<Record> (RecordVerb)"
+    START_CALL_RECORDING_API = "StartCallRecordingAPI", "call recording API (StartCallRecordingAPI)"
+    START_CONFERENCE_RECORDING_API = (
+        "StartConferenceRecordingAPI",
+        "conference recording API (StartConferenceRecordingAPI)",
+    )
+
+
+class EncryptionType(models.TextChoices):
+    """How a recording's media is encrypted: Twilio's ``encryption_details.type``, the S3
+    envelope of Video media (``recordings.media.encrypted``) or what the sync stores for
+    details it cannot read (``recordings.ingest.sync``)."""
+
+    NONE = "", "not encrypted"
+    RSA_AES = "rsa-aes", "public key (rsa-aes)"
+    S3_ENVELOPE = "s3-envelope", "S3 envelope, Video (s3-envelope)"
+    UNKNOWN = "unknown", "type not given (unknown)"
+    INVALID = "invalid", "unreadable details (invalid)"
+
+
 class ArchiveState(models.TextChoices):
     """Where copying a recording's media from Twilio to the customer's bucket stands."""
 
@@ -82,7 +112,7 @@ class Recording(models.Model):
     # Indexed: a Flex task finds its recordings by conference (recordings.flex.linking).
     conference_sid = models.CharField(max_length=34, blank=True, db_index=True)
     status = models.CharField(max_length=16, choices=RecordingStatus.choices, blank=True)
-    source = models.CharField(max_length=40, blank=True)
+    source = models.CharField(max_length=40, blank=True, choices=RecordingSource.choices)
     channels = models.PositiveSmallIntegerField(null=True, blank=True)
     track = models.CharField(max_length=16, blank=True)
     duration_seconds = models.PositiveIntegerField(null=True, blank=True)
@@ -95,7 +125,7 @@ class Recording(models.Model):
     twilio_uri = models.CharField(max_length=255, blank=True)
     media_url = models.TextField(blank=True)
 
-    encryption_type = models.CharField(max_length=16, blank=True)
+    encryption_type = models.CharField(max_length=16, blank=True, choices=EncryptionType.choices)
     encryption_public_key_sid = models.CharField(max_length=34, blank=True)
     encryption_cek = models.TextField("encrypted content key", blank=True)
     encryption_iv = models.CharField(max_length=64, blank=True)
@@ -173,7 +203,17 @@ class Recording(models.Model):
 
     class Meta:
         ordering = ["-start_time", "-id"]
-        indexes = [models.Index(fields=["-created_at"], name="recording_created_idx")]
+        indexes = [
+            models.Index(fields=["-created_at"], name="recording_created_idx"),
+            # The recordings list's filters (``recordings.admin``): a value few recordings have
+            # is found, counted and dated (the year list's MIN/MAX) down its own index instead
+            # of a read of the whole table; newest first, like the list.
+            models.Index(fields=["status", "-start_time"], name="recording_status_idx"),
+            models.Index(fields=["source", "-start_time"], name="recording_source_idx"),
+            models.Index(fields=["encryption_type", "-start_time"], name="recording_encrypt_idx"),
+            models.Index(fields=["media_location", "-start_time"], name="recording_location_idx"),
+            models.Index(fields=["archive_state", "-start_time"], name="recording_archive_idx"),
+        ]
         permissions = [("restrict_recording", "Can mark recordings restricted and lift it")]
 
     def __str__(self) -> str:
@@ -395,6 +435,13 @@ class RetentionPolicy(models.Model):
         default=list, blank=True, help_text="Recording sources, e.g. Conference; empty: any."
     )
     keep_days = models.PositiveIntegerField(help_text="Days a recording is kept after it started.")
+    # Restricted recordings (HR matter, PCI…) may need keeping longer or shorter than the rest
+    # of the policy's scope (recordings.lifecycle.retention); legal holds still always win.
+    restricted_keep_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Days a restricted recording is kept after it started; empty: as keep_days.",
+    )
     hard_delete_grace_days = models.PositiveIntegerField(
         default=7, help_text="Days between hiding a recording and deleting its media."
     )
@@ -498,6 +545,36 @@ class HoldObjectLock(models.Model):
             models.UniqueConstraint(fields=["hold", "recording"], name="hold_lock_once"),
         ]
         indexes = [models.Index(fields=["hold", "state"], name="hold_lock_state_idx")]
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.key} {self.state}"
+
+
+class HoldDerivedLock(models.Model):
+    """Where the S3 Object Lock legal hold of one derived file (a waveform's ``peaks.json`` or
+    ``segments.json``, ``recordings.analysis``) stands for one hold
+    (``recordings.lifecycle.hold_derived_locks``). Derived files are named by the audio's
+    SHA-256, so one file may serve several recordings: the row is per object, and
+    ``recording`` is the held recording it was first locked for."""
+
+    hold = models.ForeignKey(LegalHold, on_delete=models.PROTECT, related_name="derived_locks")
+    recording = models.ForeignKey(Recording, on_delete=models.CASCADE, related_name="+")
+    media_sha256 = models.CharField(max_length=64)
+    bucket = models.CharField(max_length=63)
+    key = models.CharField(max_length=1024)
+    version_id = models.CharField(max_length=1024, blank=True)
+    state = models.CharField(max_length=16, choices=HoldLockState.choices)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["hold", "bucket", "key"], name="hold_derived_lock_once"
+            ),
+        ]
+        indexes = [models.Index(fields=["hold", "state"], name="hold_derived_state_idx")]
 
     def __str__(self) -> str:
         return f"s3://{self.bucket}/{self.key} {self.state}"
@@ -768,9 +845,88 @@ class EvidencePackage(models.Model):
     sha256 = models.CharField(max_length=64, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
+    # When the running job started: a job still running long after (its worker died) is
+    # marked failed by recordings.lifecycle.evidence_sweep.
+    started_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-requested_at", "-id"]
 
     def __str__(self) -> str:
         return f"evidence package {self.pk} ({self.state})"
+
+
+class RestrictionRule(models.Model):
+    """Restrict recordings by their facts (``recordings.lifecycle.restriction_rules``): every
+    recording whose facts match is marked restricted with the rule's ``reason`` when it is
+    synced or linked to its Flex conversation, or at once from the admin after a preview.
+
+    Each non-empty list must match (one of its values); empty lists match any recording, but
+    a rule names at least one fact. A rule only ever restricts: lifting is by hand, audited.
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    reason = models.TextField(
+        help_text="The restriction's reason, e.g. HR matter (on each recording, in the log)."
+    )
+    enabled = models.BooleanField(default=True)
+    account_sids = models.JSONField("account SIDs", default=list, blank=True)
+    sources = models.JSONField(
+        default=list, blank=True, help_text="Recording sources, e.g. Conference."
+    )
+    call_sids = models.JSONField("call SIDs", default=list, blank=True)
+    queues = models.JSONField(
+        default=list, blank=True, help_text="TaskQueue SIDs (WQ…) or names of the conversation."
+    )
+    teams = models.JSONField(
+        default=list, blank=True, help_text="Teams of the workers who handled it."
+    )
+    workers = models.JSONField(
+        default=list, blank=True, help_text="Worker SIDs (WK…) who handled it."
+    )
+    min_duration_seconds = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Only recordings at least this long."
+    )
+    created_by = models.CharField(max_length=150, blank=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    LIST_FIELDS = ("account_sids", "sources", "call_sids", "queues", "teams", "workers")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        """Lists of non-empty strings (SIDs of the right kind where they are SIDs), a reason,
+        and at least one fact named: a rule matching everything is a mistake, not a rule."""
+        patterns = {
+            "account_sids": (sids.ACCOUNT_SID, "AC"),
+            "call_sids": (sids.CALL_SID, "CA"),
+            "workers": (sids.WORKER_SID, "WK"),
+        }
+        errors: dict[str, str] = {}
+        for name in self.LIST_FIELDS:
+            value = getattr(self, name)
+            if not isinstance(value, list) or not all(
+                isinstance(v, str) and v.strip() and "\x00" not in v for v in value
+            ):
+                errors[name] = 'A JSON list of non-empty strings, e.g. ["…"].'
+                continue
+            if name in patterns:
+                pattern, prefix = patterns[name]
+                wrong = [v for v in value if not sids.is_sid(pattern, v)]
+                if wrong:
+                    errors[name] = f"Not a {prefix}… SID: {wrong[0][:40]}"
+        if not str(self.reason or "").strip():
+            errors["reason"] = "Say why the recordings it matches are restricted."
+        if (
+            not errors
+            and self.min_duration_seconds is None
+            and not any(getattr(self, name) for name in self.LIST_FIELDS)
+        ):
+            errors["account_sids"] = "Name at least one fact to match (a rule cannot match all)."
+        if errors:
+            raise ValidationError(errors)

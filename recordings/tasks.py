@@ -14,6 +14,7 @@ from datetime import timedelta
 
 from celery import Task, shared_task
 from celery.signals import worker_process_init
+from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -25,7 +26,14 @@ from recordings.flex import directory, linking
 from recordings.flex import events as flex_events
 from recordings.ingest import events, reconcile
 from recordings.integrations import storage, twilio_api
-from recordings.lifecycle import archive, evidence_package, hold_locks, retention
+from recordings.lifecycle import (
+    archive,
+    evidence_package,
+    evidence_sweep,
+    hold_locks,
+    restriction_rules,
+    retention,
+)
 from recordings.media import encrypted
 from recordings.media.body import MediaError, MediaNotFound, MediaUnavailable
 from recordings.models import (
@@ -337,11 +345,25 @@ def reconcile_hold_locks() -> dict[str, int]:
     return hold_locks.hold_locks_reconcile()
 
 
-@shared_task(acks_late=True)
+@shared_task(acks_late=True, time_limit=settings.EVIDENCE_PACKAGE_TIME_LIMIT_MINUTES * 60)
 def write_evidence_package(package_id: int) -> str:
     """Write a queued evidence package to the exports storage
     (``recordings.lifecycle.evidence_package``); answers its state."""
     return evidence_package.evidence_package_run(package_id=package_id).state
+
+
+@shared_task
+def apply_restriction_rule(rule_id: int, actor: str) -> int:
+    """Restrict the existing recordings a restriction rule still matches, in the officer's
+    name (``recordings.lifecycle.restriction_rules``); answers how many."""
+    return restriction_rules.restriction_rule_apply_job(rule_id=rule_id, actor=actor)
+
+
+@shared_task
+def sweep_evidence_packages() -> int:
+    """Mark failed the evidence packages still running past the job's time limit: their
+    worker died (``recordings.lifecycle.evidence_sweep``; every five minutes)."""
+    return len(evidence_sweep.evidence_packages_sweep())
 
 
 @shared_task

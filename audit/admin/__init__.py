@@ -27,7 +27,13 @@ from django.utils.html import format_html
 
 from audit.admin import people as _people_directory  # noqa: F401  (registers the directory)
 from audit.admin import reports as _reports  # noqa: F401  (registers the report pages)
+from audit.admin import reviews as _reviews  # noqa: F401  (registers access reviews)
 from audit.admin import views
+from audit.admin.control_changes import (
+    PendingChangeAdminMixin,
+    pending_change_message,
+    staff_context,
+)
 from audit.admin.display import person_html, utc_time
 from audit.admin.filters import (
     ActionFilter,
@@ -44,6 +50,7 @@ from audit.admin.grants import RestrictedLogFilter  # (also registers access gra
 from audit.admin.links import recording_timeline_link
 from audit.admin.pagination import AccessLogPaginator
 from audit.admin.rule_history import rule_history_view
+from audit.control_rules import access_rule_change_propose, access_rule_needs_approval
 from audit.labels import action_label, reason_label
 from audit.models import AccessAction, AccessLog, AccessLogDigest, AccessRule
 from audit.people import Person, people_describe, people_match, person_of
@@ -68,7 +75,7 @@ def _log_rule_change(
 
 
 @admin.register(AccessRule)
-class AccessRuleAdmin(admin.ModelAdmin):
+class AccessRuleAdmin(PendingChangeAdminMixin, admin.ModelAdmin):
     """Rules can be added and edited; they are disabled, never deleted, so the log can name them.
 
     Every save and every disable writes a ``rule_change`` row with who made it and each changed
@@ -152,11 +159,23 @@ class AccessRuleAdmin(admin.ModelAdmin):
         return rule_history_view(request, self, object_id)
 
     def save_model(self, request: HttpRequest, obj: AccessRule, form: Any, change: bool) -> None:
-        """Save, and write the change (old and new values) to the access log."""
+        """Save, and write the change (old and new values) to the access log; a change that
+        weakens control waits for a second staff member instead when the setting says so
+        (``audit.control_rules``)."""
         before = None
         if change:
             stored = AccessRule.objects.filter(pk=obj.pk).first()
             before = access_rule_values(stored) if stored is not None else None
+        if access_rule_needs_approval(before=before, rule=obj):
+            proposal = access_rule_change_propose(
+                rule=obj,
+                before=before,
+                change="updated" if change else "created",
+                proposed_by=request.user,  # type: ignore[arg-type]
+                context=staff_context(request),
+            )
+            self.pending_change_hold(request, proposal)
+            return
         super().save_model(request, obj, form, change)
         _log_rule_change(request, obj, "updated" if change else "created", before)
 
@@ -167,6 +186,16 @@ class AccessRuleAdmin(admin.ModelAdmin):
         for rule in queryset.filter(enabled=True):
             before = access_rule_values(rule)
             rule.enabled = False
+            if access_rule_needs_approval(before=before, rule=rule):
+                proposal = access_rule_change_propose(
+                    rule=rule,
+                    before=before,
+                    change="disabled",
+                    proposed_by=request.user,  # type: ignore[arg-type]
+                    context=staff_context(request),
+                )
+                pending_change_message(request, proposal)
+                continue
             rule.save(update_fields=["enabled", "updated_at"])
             _log_rule_change(request, rule, "disabled", before)
             disabled += 1
@@ -253,6 +282,8 @@ class AccessLogAdmin(_ReadOnlyAdmin):
         "client_ip",
     )
     list_display_links = ("sequence",)
+    # The paginator counts entries: the model's plural is the page's title, "access log".
+    count_nouns = ("entry", "entries")
     list_filter = (
         ActivityFilter,
         OccurredFilter,

@@ -6,7 +6,11 @@ The report aggregates in the database: one grouped query for the figures, one fo
 by reason, one to name the groups (people, or recordings' facts), whatever the number of log
 rows. Teams are the listener's team as the portal's Flex worker directory knows it
 (``FlexWorker.team_name``, found by the row's worker SID, else by its identity); a recording's
-own handling teams are shown beside it in the grouping by recording.
+own handling teams are shown beside it in the grouping by recording. On PostgreSQL the
+directory is read once and handed to the grouping query as two JSON objects (worker SID to
+team, identity to team), so each log row finds its team with one lookup in a parameter
+instead of two correlated subqueries into the directory: a month of a busy centre (a million
+rows) was twenty seconds of those lookups (``bench/playback_report.py``).
 
 Listening time is an estimate, and only where the portal's media endpoint served the file:
 each ``media_playback`` summary row holds the bytes one link served, and the recording's
@@ -17,16 +21,21 @@ ranges (seeking back) count again. So the figure says how much audio was sent, n
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import (
+    CharField,
     Count,
     F,
     FloatField,
+    Func,
     Max,
     Min,
     OuterRef,
@@ -36,6 +45,8 @@ from django.db.models import (
     Sum,
     Value,
 )
+from django.db.models.expressions import RawSQL
+from django.db.models.fields.json import KT
 from django.db.models.functions import Cast, Coalesce, Collate, Least
 from django.urls import reverse
 
@@ -148,8 +159,43 @@ def _player_rows(filters: ReportFilters) -> QuerySet[AccessLog]:
     return rows
 
 
+class _JsonText(Func):
+    """``object ->> key``: the text a PostgreSQL ``jsonb`` object holds under ``key`` (a
+    column), ``NULL`` when it has no such key."""
+
+    template = "(%(expressions)s)"
+    arg_joiner = " ->> "
+    output_field = CharField()
+
+
+def team_directory() -> tuple[dict[str, str], dict[str, str]]:
+    """The worker directory's teams by worker SID, and by identity (``friendly_name``; where
+    several workers share one, a current worker before a deleted one, then the most recently
+    synced)."""
+    by_sid: dict[str, str] = {}
+    by_identity: dict[str, str] = {}
+    workers = FlexWorker.objects.values_list("sid", "friendly_name", "team_name", "deleted_at")
+    # Deleted ones first, then oldest sync first: the worker written last wins its identity.
+    for sid, identity, team, _ in sorted(
+        workers.order_by("synced_at"), key=lambda worker: worker[3] is None
+    ):
+        by_sid[sid] = team
+        if identity:
+            by_identity[identity] = team
+    return by_sid, by_identity
+
+
 def _listener_team() -> Coalesce:
-    """The team of a row's listener, from the worker directory: by worker SID, else identity."""
+    """The team of a row's listener, from the worker directory: by worker SID, else identity
+    (see the module docstring for the PostgreSQL form)."""
+    if connection.vendor == "postgresql":
+        by_sid_map, by_identity_map = team_directory()
+        return Coalesce(
+            _JsonText(RawSQL("%s::jsonb", (json.dumps(by_sid_map),)), F("worker_sid")),
+            _JsonText(RawSQL("%s::jsonb", (json.dumps(by_identity_map),)), F("identity")),
+            Value(NO_TEAM),
+            output_field=CharField(),
+        )
     by_sid = FlexWorker.objects.filter(sid=OuterRef("worker_sid")).values("team_name")[:1]
     by_identity = (
         FlexWorker.objects.filter(friendly_name=OuterRef("identity"))
@@ -160,14 +206,20 @@ def _listener_team() -> Coalesce:
     return Coalesce(Subquery(by_sid), Subquery(by_identity), Value(NO_TEAM))
 
 
-def _listened_seconds() -> Subquery:
+def _listened_seconds() -> Coalesce:
     """A ``media_playback`` row's seconds of audio sent: its bytes as a share of the stored
     size, times the duration, at most the whole duration; ``NULL`` (left out of the sum)
-    when the recording, its duration or its size is unknown."""
+    when the recording, its duration or its size is unknown.
+
+    Summaries keep that figure (``audio_ms_sent`` in ``detail``, written by
+    ``recordings.playback.links``); only rows written before they did look their recording up
+    (a subquery per row: a month's 150,000 summaries were most of a report's time)."""
     estimate = (
         Recording.objects.filter(
             sid=OuterRef("recording_sid"), media_size__gt=0, duration_seconds__isnull=False
         )
+        # The SID is unique: no need to sort (the model's ordering) for each playback row.
+        .order_by()
         .annotate(
             seconds=Least(
                 Cast(OuterRef("bytes_served"), FloatField())
@@ -178,15 +230,20 @@ def _listened_seconds() -> Subquery:
         )
         .values("seconds")[:1]
     )
-    return Subquery(estimate, output_field=FloatField())
+    return Coalesce(
+        Cast(KT("detail__audio_ms_sent"), FloatField()) / Value(1000.0),
+        Subquery(estimate, output_field=FloatField()),
+        output_field=FloatField(),
+    )
 
 
 _GROUP_FIELD = {"person": "identity", "recording": "recording_sid"}
 KEY = "group_key"
 
 
-def _grouped(rows: QuerySet[AccessLog], group_by: str) -> QuerySet[AccessLog, dict[str, Any]]:
-    """``rows`` grouped by the report's key, named :data:`KEY`.
+def _group_key(group_by: str) -> Any:
+    """The expression the report groups by (:func:`_grouped`); built once per report, as the
+    team's reads the worker directory.
 
     On PostgreSQL an identity or SID is grouped under the "C" collation: grouping with
     distinct counts sorts the rows by the key, and byte order sorts several times faster than
@@ -194,11 +251,14 @@ def _grouped(rows: QuerySet[AccessLog], group_by: str) -> QuerySet[AccessLog, di
     are the same, since keys are compared for equality only.
     """
     if group_by == "team":
-        key: Any = _listener_team()
-    elif connection.vendor == "postgresql":
-        key = Collate(_GROUP_FIELD[group_by], "C")
-    else:
-        key = F(_GROUP_FIELD[group_by])
+        return _listener_team()
+    if connection.vendor == "postgresql":
+        return Collate(_GROUP_FIELD[group_by], "C")
+    return F(_GROUP_FIELD[group_by])
+
+
+def _grouped(rows: QuerySet[AccessLog], key: Any) -> QuerySet[AccessLog, dict[str, Any]]:
+    """``rows`` grouped by ``key`` (:func:`_group_key`), named :data:`KEY`."""
     return rows.annotate(**{KEY: key}).values(KEY)
 
 
@@ -224,21 +284,46 @@ def _group_log_params(group_by: str, key: str) -> dict[str, str]:
     return {}
 
 
+@contextmanager
+def _without_jit() -> Iterator[None]:
+    """The report's queries without PostgreSQL's JIT compilation.
+
+    The grouping query's estimated cost is always high (a subquery per playback row), so
+    PostgreSQL compiles it to machine code first: 0.6 to 1.4 s of a month's report in
+    ``bench/playback_report.py``, more than the compiled code saves. ``SET LOCAL`` keeps the
+    setting to this transaction."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL jit = off")
+        yield
+
+
 def playback_report(
     *, filters: ReportFilters, group_by: str, limit: int | None = PAGE_GROUP_LIMIT
 ) -> PlaybackReport:
     """The playback report for ``filters`` grouped ``by`` person, team or recording, the
     groups with the most plays first (at most ``limit``; ``None``: all of them).
 
-    Three queries whatever the log holds (four for a team filter, which looks its members up
-    first): the figures per group, the denials per group and reason, and the names of the
-    groups (people from the directory, or the recordings' facts).
+    Three queries whatever the log holds: the figures per group, the denials per group and
+    reason, and the names of the groups (people from the directory, or the recordings'
+    facts; a team needs none). A team filter first looks its members up, a grouping by team
+    first reads the directory's teams (PostgreSQL), and on PostgreSQL one more statement turns
+    JIT off for the transaction (:func:`_without_jit`).
     """
     if group_by not in GROUPINGS:
         raise ValueError(f"unknown grouping {group_by!r}")
+    with _without_jit():
+        return _report(filters=filters, group_by=group_by, limit=limit)
+
+
+def _report(*, filters: ReportFilters, group_by: str, limit: int | None) -> PlaybackReport:
     rows = _player_rows(filters)
+    key = _group_key(group_by)
     figures = (
-        _grouped(rows, group_by)
+        _grouped(rows, key)
         .annotate(
             plays=Count("id", filter=_OPEN),
             denials=Count("id", filter=_DENIED),
@@ -262,7 +347,7 @@ def playback_report(
     keys = [row[KEY] for row in found]
     # Without a limit every group is wanted: no list of keys (it could be long) to filter on.
     shown = keys if limit is not None else None
-    reasons = _denial_reasons(rows, group_by, shown, filters) if found else {}
+    reasons = _denial_reasons(rows, group_by, key, shown, filters) if found else {}
     groups = [
         ReportGroup(
             key=row[KEY],
@@ -289,7 +374,11 @@ def playback_report(
 
 
 def _denial_reasons(
-    rows: QuerySet[AccessLog], group_by: str, keys: list[str] | None, filters: ReportFilters
+    rows: QuerySet[AccessLog],
+    group_by: str,
+    key: Any,
+    keys: list[str] | None,
+    filters: ReportFilters,
 ) -> dict[str, list[DenialCount]]:
     """The denials of each group by reason, most frequent first: one query."""
     denied = rows.filter(_DENIED)
@@ -297,7 +386,7 @@ def _denial_reasons(
         # Only the groups shown (the page's limit); a team's key is computed, not a column.
         denied = denied.filter(**{f"{_GROUP_FIELD[group_by]}__in": keys})
     counted = (
-        _grouped(denied, group_by)
+        _grouped(denied, key)
         .annotate(count=Count("id"))
         .values(KEY, "reason_code", "count")
         .order_by(KEY, "-count", "reason_code")

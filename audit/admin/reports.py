@@ -7,7 +7,13 @@ in ``detail``) and needs ``audit.view_accesslog``, like the access log it summar
 
 The figures are aggregated by the database, so the answer is a row per group however many log
 rows the period holds; the page and the PDF show the first :data:`PAGE_GROUP_LIMIT` groups and
-the CSV streams them all. The PDF is drawn with ReportLab (a maintained, pure-Python PDF
+the CSV has them all. The CSV and the PDF are written in the background, like the access log's
+exports and through the same jobs (``audit.admin.export_jobs``, kind ``playback_report``): the
+page queues one (audited as ``playback_report_csv``/``_pdf`` with the job's number), the exports
+page lists it and serves the file (audited again as ``playback_report_download``), and the file
+is deleted after ``AUDIT_EXPORT_RETENTION_HOURS`` like every export. The job reads the query as
+the page did when it was asked (the default period counted from the request's time).
+The PDF is drawn with ReportLab (a maintained, pure-Python PDF
 library with no system dependencies, unlike WeasyPrint's Pango and Cairo) and carries who
 produced it, when, for which filters, the audit log's sealing status (the last seal and the
 rows waiting for one) and the sequence number of its own access-log row, so whoever receives
@@ -17,23 +23,31 @@ it can check it against the sealed log.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import IO, Any, cast
 from urllib.parse import urlencode
 from xml.sax.saxutils import escape
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.sites import AdminSite
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, QueryDict, StreamingHttpResponse
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+    QueryDict,
+)
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 
+from audit.admin import export_jobs
 from audit.admin.filters import date_parameter
 from audit.admin.report_selectors import (
     GROUPINGS,
@@ -45,7 +59,7 @@ from audit.admin.report_selectors import (
     playback_report,
     report_totals,
 )
-from audit.models import AccessAction, AccessLog
+from audit.models import AccessAction, AccessLog, AccessLogExport, ExportKind
 from audit.sealer import SealingStatus, sealing_status
 from audit.staff_actions import staff_action_log
 from portal.admin_site import ComplianceAdminSite
@@ -184,23 +198,28 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def report_csv_lines(report: PlaybackReport) -> Iterator[str]:
-    """The report as CSV lines: a header, one line per group (every field quoted, so a line
-    break in a name cannot split a record; a text cell a spreadsheet would run as a formula
-    gets a leading ``'``)."""
+def csv_lines(rows: Iterable[Sequence[Any]]) -> Iterator[str]:
+    """``rows`` as CSV lines, one at a time (for streaming): every field quoted, so a line
+    break in a name cannot split a record, and a text cell a spreadsheet would run as a
+    formula gets a leading ``'``. Shared by the playback report and the access reviews."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_ALL)
-
-    def line(cells: list[Any]) -> str:
+    for cells in rows:
         writer.writerow([_cell(cell) for cell in cells])
-        text = buffer.getvalue()
+        yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()
-        return text
 
-    yield line(list(CSV_COLUMNS))
+
+def report_csv_lines(report: PlaybackReport) -> Iterator[str]:
+    """The report as CSV lines (:func:`csv_lines`): a header, one line per group."""
+    yield from csv_lines(_report_csv_rows(report))
+
+
+def _report_csv_rows(report: PlaybackReport) -> Iterator[list[Any]]:
+    yield list(CSV_COLUMNS)
     for group in report.groups:
-        yield line(
+        yield (
             [
                 report.group_by,
                 group.key,
@@ -222,53 +241,78 @@ def report_csv_lines(report: PlaybackReport) -> Iterator[str]:
         )
 
 
-def playback_report_csv(request: HttpRequest, site: AdminSite) -> StreamingHttpResponse:
-    """The report as CSV, every group, streamed; audited as an ``admin_export``."""
+def _report_export(request: HttpRequest, fmt: str) -> HttpResponse:
+    """POST: queue the report's file (``csv``: every group; ``pdf``: the page's groups) as an
+    export job, audited with the job's number, and go to the exports page where it is
+    downloaded once written. A report with a wrong field is not queued: back to the page,
+    which names the field."""
     _require_view(request)
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
     parsed = _parsed(request)
-    report = playback_report(filters=parsed.filters, group_by=parsed.group_by, limit=None)
-    staff_action_log(
-        request,
-        action=AccessAction.ADMIN_EXPORT,
-        reason_code="playback_report_csv",
-        detail={**parsed.detail(), "groups": len(report.groups)},
+    if parsed.errors:
+        messages.error(request, "Correct the report's filters first; nothing was exported.")
+        return HttpResponseRedirect(
+            reverse("admin:audit_playback_report") + f"?{request.GET.urlencode()}"
+        )
+    job = export_jobs.export_record(
+        kind=ExportKind.PLAYBACK_REPORT,
+        requested_by=request.user.get_username(),
+        query=parsed.query(),
+        fmt=fmt,
     )
-    response = StreamingHttpResponse(
-        report_csv_lines(report), content_type="text/csv; charset=utf-8"
-    )
-    response["Content-Disposition"] = (
-        f'attachment; filename="playback-report-{parsed.group_by}.csv"'
-    )
-    response["Cache-Control"] = "no-store"
-    return response
-
-
-def playback_report_pdf(request: HttpRequest, site: AdminSite) -> HttpResponse:
-    """The report as a PDF (at most :data:`PAGE_GROUP_LIMIT` groups, like the page), naming
-    who produced it, when, its filters, the log's sealing status and its own audit row."""
-    _require_view(request)
-    parsed = _parsed(request)
-    now = timezone.now()
-    report = playback_report(filters=parsed.filters, group_by=parsed.group_by)
     row = staff_action_log(
         request,
         action=AccessAction.ADMIN_EXPORT,
-        reason_code="playback_report_pdf",
-        detail={**parsed.detail(), "groups": len(report.groups)},
+        reason_code=f"playback_report_{fmt}",
+        detail={**parsed.detail(), "export_id": job.pk},
     )
+    export_jobs.export_start(job_id=job.pk, audit_sequence=row.sequence)
+    messages.info(
+        request,
+        f"Export {job.pk} (playback report, {fmt.upper()}) is being written; download it "
+        "below when done.",
+    )
+    return HttpResponseRedirect(reverse("admin:audit_accesslog_exports"))
+
+
+def playback_report_csv(request: HttpRequest, site: AdminSite) -> HttpResponse:
+    """POST: queue the report as CSV, every group (see :func:`_report_export`)."""
+    return _report_export(request, "csv")
+
+
+def playback_report_pdf(request: HttpRequest, site: AdminSite) -> HttpResponse:
+    """POST: queue the report as a PDF (at most :data:`PAGE_GROUP_LIMIT` groups, like the
+    page), naming who asked, when, its filters, the log's sealing status and the access-log
+    row of the request (see :func:`_report_export`)."""
+    return _report_export(request, "pdf")
+
+
+def report_file_write(job: AccessLogExport, spool: IO[bytes], digest: hashlib._Hash) -> int:
+    """Write a queued report export (``audit.admin.export_jobs``) to ``spool``, feeding
+    ``digest`` the same bytes; answers the number of groups written."""
+    parsed = report_request_parse(query=QueryDict(job.query), now=job.requested_at)
+    if job.format == "csv":
+        report = playback_report(filters=parsed.filters, group_by=parsed.group_by, limit=None)
+        for line in report_csv_lines(report):
+            data = line.encode("utf-8")
+            spool.write(data)
+            digest.update(data)
+        return len(report.groups)
+    if job.format != "pdf":
+        raise ValueError(f"a playback report is written as csv or pdf, not {job.format!r}")
+    now = timezone.now()
+    report = playback_report(filters=parsed.filters, group_by=parsed.group_by)
     content = report_pdf(
         report=report,
-        produced_by=request.user.get_username(),
+        produced_by=job.requested_by,
         produced_at=now,
         sealing=sealing_status(now=now),
-        audit_sequence=row.sequence,
+        audit_sequence=job.audit_sequence or 0,
     )
-    response = HttpResponse(content, content_type="application/pdf")
-    response["Content-Disposition"] = (
-        f'attachment; filename="playback-report-{parsed.group_by}.pdf"'
-    )
-    response["Cache-Control"] = "no-store"
-    return response
+    spool.write(content)
+    digest.update(content)
+    return len(report.groups)
 
 
 def _sealing_lines(sealing: SealingStatus) -> list[str]:
@@ -304,10 +348,9 @@ def report_pdf(
     that breaks across pages, its header repeated)."""
     # Imported here: only this download needs ReportLab, and its import is not free.
     from reportlab.lib import colors
-    from reportlab.lib.pagesizes import A4, landscape
     from reportlab.lib.styles import getSampleStyleSheet
     from reportlab.lib.units import mm
-    from reportlab.platypus import LongTable, Paragraph, SimpleDocTemplate, Spacer, TableStyle
+    from reportlab.platypus import LongTable, Paragraph, Spacer, TableStyle
 
     styles = getSampleStyleSheet()
     small = styles["BodyText"].clone("small", fontSize=8, leading=10)
@@ -317,7 +360,7 @@ def report_pdf(
         Paragraph(
             escape(
                 f"Produced by {produced_by} (admin:{produced_by}) on "
-                f"{produced_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC; this download is "
+                f"{produced_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC; asked for in "
                 f"access-log row {audit_sequence}."
             ),
             styles["BodyText"],
@@ -407,6 +450,22 @@ def report_pdf(
                 styles["BodyText"],
             )
         )
+    return pdf_build(
+        story,
+        title="Playback report",
+        author=produced_by,
+        subject=f"Playback report by {report.group_by}",
+    )
+
+
+def pdf_build(story: list[Any], *, title: str, author: str, subject: str) -> bytes:
+    """``story`` (ReportLab flowables) laid out on A4 landscape pages with the console's
+    margins and the document's title, author and subject; shared by the playback report and
+    the access reviews."""
+    from reportlab.lib.pagesizes import A4, landscape
+    from reportlab.lib.units import mm
+    from reportlab.platypus import SimpleDocTemplate
+
     buffer = io.BytesIO()
     document = SimpleDocTemplate(
         buffer,
@@ -415,9 +474,9 @@ def report_pdf(
         rightMargin=12 * mm,
         topMargin=12 * mm,
         bottomMargin=12 * mm,
-        title="Playback report",
-        author=produced_by,
-        subject=f"Playback report by {report.group_by}",
+        title=title,
+        author=author,
+        subject=subject,
     )
     document.build(story)
     return buffer.getvalue()

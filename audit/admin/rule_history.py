@@ -14,6 +14,7 @@ of millions of rows to the rule changes, one row per change.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -37,7 +38,11 @@ _CHANGE_WORDS = {
     "rule_updated": "changed",
     "rule_disabled": "disabled",
 }
-_VIA_WORDS = {"admin": "in the admin", "rules_file": "by a rules-file import"}
+_VIA_WORDS = {
+    "admin": "in the admin",
+    "rules_file": "by a rules-file import",
+    "control_change": "by an approved change (maker/checker)",
+}
 # What an empty value means, per field, in the words of the rule form.
 _EMPTY_WORDS = {
     "handled_by": "anyone (no condition)",
@@ -150,6 +155,23 @@ def rule_history_entry(entry: AccessLog) -> RuleHistoryEntry:
         via=_VIA_WORDS.get(via, via),
         rule_name=entry.rule_name,
         fields=tuple(fields),
+    )
+
+
+def values_diff(*, old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[FieldChange, ...]:
+    """Two sets of values read as a diff in the rule form's words, the rule's fields in the
+    form's order and others after them; only fields that differ (changes awaiting approval,
+    ``audit.admin.control_changes``, show theirs this way)."""
+    created = not old
+    pairs = {
+        name: {"old": old.get(name), "new": new.get(name)}
+        for name in {*old, *new}
+        if old.get(name) != new.get(name)
+    }
+    return tuple(
+        change
+        for name in sorted(pairs, key=lambda field: (_field_order(field), field))
+        if (change := _field_change(name, pairs[name], created)) is not None
     )
 
 

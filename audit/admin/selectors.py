@@ -23,6 +23,15 @@ from audit.admin.display import plural, utc_text
 from audit.labels import NOT_FOUND_REASONS, PLAYER_ACTIONS, action_label, reason_label
 from audit.models import AccessAction, AccessLog, AccessOutcome, ChainCheck
 from audit.people import Person, people_describe
+from audit.rollups import (
+    DASHBOARD_DAYS,
+    OPENED,
+    RolledDays,
+    log_split,
+    opens_ranked,
+    rolled_days,
+    span_current,
+)
 from recordings.lifecycle.retention import hold_covers
 from recordings.models import (
     LegalHold,
@@ -35,7 +44,7 @@ from recordings.models import (
 )
 
 # What "opening" a recording means for reports: url_provider handed the caller a link.
-OPEN = Q(action=AccessAction.URL_PROVIDER, outcome=AccessOutcome.ALLOWED)
+OPEN = OPENED
 # The player's requests for recordings: what the dashboard's accesses and denials count.
 REQUEST_ACTIONS = (AccessAction.URL_PROVIDER,)
 TIMELINE_LOG_LIMIT = 500
@@ -237,7 +246,7 @@ def recording_timeline(*, sid: str) -> RecordingTimeline:
 @dataclass(frozen=True)
 class OpenedRecording:
     """One recording an identity was given a link to: how often, first and last time, and
-    the recording's facts when the portal still has it."""
+    the recording when the portal still has it (its SID, call and start time loaded)."""
 
     recording_sid: str
     times: int
@@ -268,7 +277,9 @@ def identity_activity(
 ) -> IdentityActivity:
     """Every recording ``identities`` opened (url_provider allowed) between ``since`` and
     ``until`` (exclusive), grouped by recording, with the count of their denials and errors.
-    Uses the (identity, sequence) index; three queries."""
+    Reads the two covering indexes of an identity's opens and refusals; rows are counted by
+    ``occurred_at`` (never null, and in both indexes), not by id, so no table row is read.
+    Three queries."""
     mine = AccessLog.objects.filter(identity__in=sorted(identities))
     if since is not None:
         mine = mine.filter(occurred_at__gte=since)
@@ -277,10 +288,13 @@ def identity_activity(
     grouped = list(
         mine.filter(OPEN)
         .values("recording_sid")
-        .annotate(times=Count("id"), first_at=Min("occurred_at"), last_at=Max("occurred_at"))
+        .annotate(
+            times=Count("occurred_at"), first_at=Min("occurred_at"), last_at=Max("occurred_at")
+        )
         .order_by("-last_at")[: IDENTITY_RECORDINGS_LIMIT + 1]
     )
-    recordings = Recording.objects.in_bulk(
+    # Only what the page shows of each recording: a thousand full rows are wide.
+    recordings = Recording.objects.only("sid", "call_sid", "start_time").in_bulk(
         [row["recording_sid"] for row in grouped[:IDENTITY_RECORDINGS_LIMIT]], field_name="sid"
     )
     outcomes = (
@@ -288,11 +302,11 @@ def identity_activity(
         .exclude(outcome=AccessOutcome.ALLOWED)
         .aggregate(
             denied=Count(
-                "id",
+                "occurred_at",
                 filter=Q(outcome=AccessOutcome.DENIED) & ~Q(reason_code__in=NOT_FOUND_REASONS),
             ),
-            not_found=Count("id", filter=Q(reason_code__in=NOT_FOUND_REASONS)),
-            errors=Count("id", filter=Q(outcome=AccessOutcome.ERROR)),
+            not_found=Count("occurred_at", filter=Q(reason_code__in=NOT_FOUND_REASONS)),
+            errors=Count("occurred_at", filter=Q(outcome=AccessOutcome.ERROR)),
         )
     )
     return IdentityActivity(
@@ -389,13 +403,23 @@ class DeniedPerson:
     link: str
 
 
-def activity_counts(*, since: datetime) -> ActivityCounts:
-    """Rows since ``since``, player and media activity apart from staff's; one query."""
-    counts = AccessLog.objects.filter(occurred_at__gte=since).aggregate(
-        player=Count("id", filter=Q(action__in=PLAYER_ACTIONS)),
-        staff=Count("id", filter=~Q(action__in=PLAYER_ACTIONS)),
+def activity_counts(
+    *, since: datetime, now: datetime, rolled: RolledDays | None = None
+) -> ActivityCounts:
+    """Rows since ``since``, player and media activity apart from staff's: the ``rolled``
+    days (``rolled_days``) wholly before ``now`` from the daily rollup, the rest from the log;
+    one query."""
+    rolled = rolled or RolledDays()
+    split = log_split(since=since, until=now, rolled=rolled.at)
+    player = Q(action__in=PLAYER_ACTIONS)
+    counts = AccessLog.objects.filter(split.live).aggregate(
+        player=Count("id", filter=player), staff=Count("id", filter=~player)
     )
-    return ActivityCounts(player=counts["player"], staff=counts["staff"])
+    played = rolled.count(split.days, lambda action, _outcome: action in PLAYER_ACTIONS)
+    return ActivityCounts(
+        player=counts["player"] + played,
+        staff=counts["staff"] + rolled.count(split.days, lambda *_: True) - played,
+    )
 
 
 def denied_people(*, since: datetime, limit: int = 10) -> list[DeniedPerson]:
@@ -433,11 +457,15 @@ def denied_people(*, since: datetime, limit: int = 10) -> list[DeniedPerson]:
     ]
 
 
-def daily_counts(*, now: datetime, days: int) -> list[DayCount]:
-    """url_provider answers per UTC day for the ``days`` days up to ``now``, zeros included."""
+def daily_counts(*, now: datetime, days: int, rolled: RolledDays | None = None) -> list[DayCount]:
+    """url_provider answers per UTC day for the ``days`` days up to ``now``, zeros included:
+    the ``rolled`` days (``rolled_days``) from the daily rollup, the others from the log; one
+    query."""
+    rolled = rolled or RolledDays()
     first = (now - timedelta(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    split = log_split(since=first, until=now, rolled=rolled.at)
     rows = (
-        AccessLog.objects.filter(occurred_at__gte=first, action__in=REQUEST_ACTIONS)
+        AccessLog.objects.filter(split.live, action__in=REQUEST_ACTIONS)
         .annotate(day=TruncDay("occurred_at"))
         .values("day", "outcome")
         .annotate(n=Count("id"))
@@ -446,6 +474,10 @@ def daily_counts(*, now: datetime, days: int) -> list[DayCount]:
     counts: dict[date, dict[str, int]] = defaultdict(dict)
     for row in rows:
         counts[row["day"].date()][row["outcome"]] = row["n"]
+    for day in split.days:
+        for (action, outcome), n in rolled.rows.get(day, {}).items():
+            if action in REQUEST_ACTIONS:
+                counts[day][outcome] = counts[day].get(outcome, 0) + n
     return [
         DayCount(
             day=(first + timedelta(days=offset)).date(),
@@ -456,26 +488,34 @@ def daily_counts(*, now: datetime, days: int) -> list[DayCount]:
     ]
 
 
-def top_identities(*, since: datetime, limit: int = 10) -> list[IdentityOpens]:
-    """The identities that opened the most recordings since ``since``: ``identity``,
-    ``recordings`` (distinct), ``opens``."""
-    return list(
-        AccessLog.objects.filter(OPEN, occurred_at__gte=since)
-        .values("identity")
-        .annotate(recordings=Count("recording_sid", distinct=True), opens=Count("id"))
-        .order_by("-recordings", "-opens", "identity")[:limit]
-    )
-
-
-def widely_opened(*, since: datetime, limit: int = 10) -> list[RecordingOpeners]:
-    """Recordings opened by more than one identity since ``since``, most people first:
-    ``recording_sid``, ``people``, ``opens``."""
-    return list(
-        AccessLog.objects.filter(OPEN, occurred_at__gte=since)
-        .values("recording_sid")
-        .annotate(people=Count("identity", distinct=True), opens=Count("id"))
-        .filter(people__gt=1)
-        .order_by("-people", "-opens", "recording_sid")[:limit]
+def opened_tops(
+    *,
+    since: datetime,
+    now: datetime,
+    rolled: RolledDays | None = None,
+    limit: int = 10,
+) -> tuple[list[IdentityOpens], list[RecordingOpeners]]:
+    """The dashboard's two boxes of opens since ``since``: the identities that opened the most
+    recordings (``identity``, ``recordings`` distinct, ``opens``) and the recordings opened by
+    more than one identity, most people first (``recording_sid``, ``people``, ``opens``). The
+    ``rolled`` days (``rolled_days``) wholly before ``now`` are read from the daily rollup,
+    the rest from the log; two queries."""
+    rolled = rolled or RolledDays()
+    split = log_split(since=since, until=now, rolled=rolled.at)
+    tops = opens_ranked(split=split, span=span_current(split=split, rolled=rolled), limit=limit)
+    return (
+        [
+            IdentityOpens(
+                identity=row["identity"], recordings=row["recordings"], opens=row["opens"]
+            )
+            for row in tops.identities
+        ],
+        [
+            RecordingOpeners(
+                recording_sid=row["recording_sid"], people=row["people"], opens=row["opens"]
+            )
+            for row in tops.recordings
+        ],
     )
 
 
@@ -514,16 +554,25 @@ def _who(identity: str, people: dict[str, Person]) -> str:
     return f"{identity} ({person.label})" if person and person.label else identity
 
 
-def denial_spike_alert(*, now: datetime, minimum: int, factor: int) -> Alert | None:
+def denial_spike_alert(
+    *, now: datetime, minimum: int, factor: int, rolled: RolledDays | None = None
+) -> Alert | None:
     """An alert when the last hour's denials exceed both ``minimum`` and ``factor`` times the
-    hourly average of the seven days before it, else ``None``."""
+    hourly average of the seven days before it, else ``None``. The ``rolled`` days inside
+    the week are read from the daily rollup."""
     hour_ago = now - timedelta(hours=1)
     week_before = hour_ago - timedelta(days=7)
+    rolled = rolled or RolledDays()
+    split = log_split(since=week_before, until=hour_ago, rolled=rolled.at)
     denied = AccessLog.objects.filter(
-        action__in=REQUEST_ACTIONS, outcome=AccessOutcome.DENIED, occurred_at__gte=week_before
+        split.live, action__in=REQUEST_ACTIONS, outcome=AccessOutcome.DENIED
     ).aggregate(
         last_hour=Count("id", filter=Q(occurred_at__gte=hour_ago)),
         before=Count("id", filter=Q(occurred_at__lt=hour_ago)),
+    )
+    denied["before"] += rolled.count(
+        split.days,
+        lambda action, outcome: action in REQUEST_ACTIONS and outcome == AccessOutcome.DENIED,
     )
     baseline = denied["before"] / (7 * 24)
     if denied["last_hour"] <= max(minimum, factor * baseline):
@@ -588,9 +637,11 @@ def chain_alerts(*, now: datetime, check: ChainCheck | None) -> list[Alert]:
     return alerts
 
 
-def dashboard(*, now: datetime, days: int = 30) -> Dashboard:
-    """Everything the dashboard shows, as of ``now``."""
+def dashboard(*, now: datetime, days: int = DASHBOARD_DAYS) -> Dashboard:
+    """Everything the dashboard shows, as of ``now``: the figures over whole days the daily
+    rollup holds come from it (``audit.rollups``), the rest from the log."""
     since = now - timedelta(days=days)
+    rolled = rolled_days(since=since)
     last_check = ChainCheck.objects.order_by("-checked_at", "-id").first()
     sync_failed = Recording.objects.filter(sync_state=SyncState.SYNC_FAILED).count()
     alerts = chain_alerts(now=now, check=last_check)
@@ -599,6 +650,7 @@ def dashboard(*, now: datetime, days: int = 30) -> Dashboard:
         now=now,
         minimum=settings.AUDIT_ALERT_DENIAL_SPIKE_MIN,
         factor=settings.AUDIT_ALERT_DENIAL_SPIKE_FACTOR,
+        rolled=rolled,
     )
     if spike is not None:
         alerts.append(spike)
@@ -623,15 +675,16 @@ def dashboard(*, now: datetime, days: int = 30) -> Dashboard:
                 reverse("admin:recordings_recording_changelist") + "?private_key=missing",
             )
         )
+    identities, recordings = opened_tops(since=since, now=now, rolled=rolled)
     return Dashboard(
         days=days,
-        per_day=daily_counts(now=now, days=days),
-        top_identities=top_identities(since=since),
-        widely_opened=widely_opened(since=since),
+        per_day=daily_counts(now=now, days=days, rolled=rolled),
+        top_identities=identities,
+        widely_opened=recordings,
         alerts=alerts,
         last_check=last_check,
         sync_failed=sync_failed,
-        activity=activity_counts(since=since),
+        activity=activity_counts(since=since, now=now, rolled=rolled),
         denied=denied_people(since=now - timedelta(hours=24)),
     )
 

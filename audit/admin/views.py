@@ -42,8 +42,12 @@ from django.utils import timezone
 
 from audit.admin import export_jobs, selectors
 from audit.admin.chart import daily_bar_chart
+from audit.admin.control_changes import pending_change_message, pending_change_url
 from audit.admin.filters import date_parameter
 from audit.admin.forms import RulesImportForm, RuleTestForm
+from audit.admin.reviews import access_review_alerts
+from audit.control_changes import control_changes_need_approval, control_changes_pending_count
+from audit.control_rules import rules_load_or_propose
 from audit.decisions import access_decide, access_explain
 from audit.grants import restricted_activity
 from audit.models import (
@@ -52,6 +56,8 @@ from audit.models import (
     AccessRule,
     ChainCheck,
     ChainVerificationRun,
+    ControlChange,
+    ExportKind,
     ExportState,
     VerificationState,
 )
@@ -60,7 +66,6 @@ from audit.rules_file import (
     RulePreview,
     RulesFileError,
     rules_dump_text,
-    rules_load,
     rules_preview,
     rules_state_fingerprint,
 )
@@ -81,6 +86,13 @@ from recordings.models import Recording
 EXPORT_FORMATS = {
     "csv": ("text/csv; charset=utf-8", "csv"),
     "jsonl": ("application/x-ndjson", "jsonl"),
+}
+# A finished export's download: its content type and extension (a report may be a PDF), and
+# the reason code of its audit row, by the job's kind.
+DOWNLOAD_TYPES = {**EXPORT_FORMATS, "pdf": ("application/pdf", "pdf")}
+DOWNLOAD_REASONS = {
+    ExportKind.ACCESS_LOG: "access_log_download",
+    ExportKind.PLAYBACK_REPORT: "playback_report_download",
 }
 
 
@@ -111,6 +123,11 @@ def dashboard(request: HttpRequest, model_admin: admin.ModelAdmin) -> HttpRespon
         "chart": daily_bar_chart(data.per_day),
         "bulk_threshold": settings.AUDIT_ALERT_BULK_ACCESS_PER_HOUR,
         "restricted": restricted_activity(since=timezone.now() - timedelta(hours=24)),
+        # Maker/checker's box: counted only while the setting is on (no query otherwise).
+        "pending_control_changes": (
+            control_changes_pending_count() if control_changes_need_approval() else None
+        ),
+        "review_alerts": access_review_alerts(now=timezone.now()),
     }
     return TemplateResponse(request, "admin/audit/dashboard.html", context)
 
@@ -244,8 +261,9 @@ def exports(request: HttpRequest, model_admin: admin.ModelAdmin) -> HttpResponse
     """The officer's exports (a superuser's: everyone's), newest first, with their state."""
     _require(request, "audit.view_accesslog")
     context = {
-        **_context(request, model_admin, "Access log exports"),
+        **_context(request, model_admin, "Exports"),
         "exports": _visible_exports(request)[:50],
+        "retention_hours": settings.AUDIT_EXPORT_RETENTION_HOURS,
     }
     return TemplateResponse(request, "admin/audit/exports.html", context)
 
@@ -262,15 +280,15 @@ def export_download(
     staff_action_log(
         request,
         action=AccessAction.ADMIN_EXPORT,
-        reason_code="access_log_download",
+        reason_code=DOWNLOAD_REASONS[ExportKind(job.kind)],
         detail={"export_id": job.pk, "rows": job.rows, "sha256": job.sha256},
     )
-    content_type, extension = EXPORT_FORMATS[job.format]
+    content_type, extension = DOWNLOAD_TYPES[job.format]
     response = FileResponse(
         default_storage.open(job.file_name, "rb"),
         content_type=content_type,
         as_attachment=True,
-        filename=f"access-log-{job.pk}.{extension}",
+        filename=f"{export_jobs.FILE_STEMS[job.kind]}-{job.pk}.{extension}",
     )
     response["Cache-Control"] = "no-store"
     return response
@@ -423,8 +441,17 @@ def rules_import(request: HttpRequest, model_admin: admin.ModelAdmin) -> HttpRes
         stale = confirmed and form.cleaned_data["fingerprint"] != fingerprint
         try:
             if confirmed and not stale:
-                summary = rules_load(data, replace=replace, actor=staff_identity(request))
-                messages.success(request, f"Rules file loaded: {summary}.")
+                loaded = rules_load_or_propose(
+                    data,
+                    replace=replace,
+                    actor=staff_identity(request),
+                    proposed_by=request.user,  # type: ignore[arg-type]
+                    context={"identity": staff_identity(request), **request_audit_fields(request)},
+                )
+                if isinstance(loaded, ControlChange):
+                    pending_change_message(request, loaded)
+                    return HttpResponseRedirect(pending_change_url(loaded))
+                messages.success(request, f"Rules file loaded: {loaded}.")
                 return HttpResponseRedirect(reverse("admin:audit_accessrule_changelist"))
             preview = rules_preview(data, replace=replace)
         except RulesFileError as exc:

@@ -83,6 +83,8 @@ def test_the_groups_exist_with_their_permissions():
         "view_retentionpolicy",
         "view_legalhold",
         "view_accessgrant",
+        "view_controlchange",
+        "view_accessreview",
     }
     assert manager == viewer | {
         "add_accessrule",
@@ -91,6 +93,9 @@ def test_the_groups_exist_with_their_permissions():
         "change_legalhold",
         "approve_accessgrant",
         "restrict_recording",
+        "approve_controlchange",
+        "review_accessreview",
+        "assign_accessreview",
     }
     assert not any(code.startswith("delete_") for code in manager)
 

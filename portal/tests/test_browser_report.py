@@ -1,7 +1,8 @@
 """The officer's journey "run a playback report" (issue 14) in real headless Chromium: open the
 report from the admin's index, filter by team, see the people with their plays, denials and the
 listening estimate, regroup by recording, follow a denial to the filtered access log, and
-download the PDF. Screenshots go to ``test-artifacts/``."""
+export the PDF (written in the background, downloaded from the exports page). Screenshots go to
+``test-artifacts/``."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import secrets
 from datetime import timedelta
 
 import pytest
+from celery import current_app
 from django.utils import timezone
 
 from audit.models import AccessLog
@@ -20,6 +22,14 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 SAM = "sam_40example_2Ecom"
 SAM_SID = "WK" + "5" * 32
+
+
+@pytest.fixture
+def eager():
+    """Export jobs written at once, as in embedded mode (no broker in the test)."""
+    current_app.conf.task_always_eager = True
+    yield
+    current_app.conf.task_always_eager = False
 
 
 @pytest.fixture
@@ -91,7 +101,7 @@ def teams_week() -> Recording:
     return recording
 
 
-def test_run_a_playback_report(live_server, page, officer, teams_week):  # noqa: F811
+def test_run_a_playback_report(live_server, page, officer, teams_week, eager):  # noqa: F811
     log_in(page, live_server, officer)
     page.click("#compliance-tools >> text=Playback report")
     page.wait_for_selector("#report")
@@ -116,13 +126,6 @@ def test_run_a_playback_report(live_server, page, officer, teams_week):  # noqa:
     assert teams_week.sid in page.locator("#report").inner_text()
     snap(page, "report-3-by-recording")
 
-    with page.expect_download() as download:
-        page.click("#report-pdf")
-    assert download.value.suggested_filename == "playback-report-recording.pdf"
-    saved = ARTIFACTS / "admin-report-3-by-recording.pdf"
-    download.value.save_as(saved)
-    assert saved.read_bytes().startswith(b"%PDF-")
-
     page.click("#report .report-denials a")
     page.wait_for_selector("#result_list")
     rows = page.locator("#result_list tbody tr")
@@ -130,15 +133,28 @@ def test_run_a_playback_report(live_server, page, officer, teams_week):  # noqa:
     assert "no rule allows it" in rows.first.inner_text()
     snap(page, "report-4-denials-in-the-log")
 
-    # Every view and the download are themselves in the log, with their filters.
+    page.go_back()
+    page.wait_for_selector("#report-summary")
+    page.click("#report-pdf")
+    page.wait_for_selector("#exports")
+    first = page.locator("#exports tbody tr").first
+    assert "playback report" in first.inner_text()
+    assert "PDF" in first.inner_text()
+    snap(page, "report-5-export-done")
+    with page.expect_download() as download:
+        first.locator("text=Download").click()
+    assert download.value.suggested_filename.startswith("playback-report-")
+    assert download.value.suggested_filename.endswith(".pdf")
+    saved = ARTIFACTS / "admin-report-3-by-recording.pdf"
+    download.value.save_as(saved)
+    assert saved.read_bytes().startswith(b"%PDF-")
+
+    # Every view, the export and its download are themselves in the log, with their filters.
     logged = list(
         AccessLog.objects.filter(reason_code__startswith="playback_report").order_by("sequence")
     )
-    assert [entry.reason_code for entry in logged] == [
-        "playback_report",
-        "playback_report",
-        "playback_report",
-        "playback_report_pdf",
-    ]
+    codes = [entry.reason_code for entry in logged]
+    assert codes[:3] == ["playback_report"] * 3
+    assert codes[-2:] == ["playback_report_pdf", "playback_report_download"]
     assert logged[1].detail["team"] == "Blue"
-    assert logged[-1].detail["group_by"] == "recording"
+    assert logged[-2].detail["group_by"] == "recording"

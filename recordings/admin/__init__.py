@@ -16,13 +16,23 @@ from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ChangeList
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
+from django.utils.html import format_html
+from django.utils.translation import ngettext
 
+from audit.admin.control_changes import (
+    PendingChangeAdminMixin,
+    pending_change_message,
+    staff_context,
+)
 from audit.admin.views import recording_change_context
+from audit.control_changes import control_changes_need_approval
 from audit.staff_actions import staff_action_log, staff_identity
 from portal.admin_site import ComplianceAdminSite
 from portal.guide import guide_urls
 from portal.http import request_audit_fields
 from recordings import jobs
+from recordings.admin import control_changes
+from recordings.admin.date_drilldown import DateSpanDrilldownChangeList
 from recordings.admin.deletion import DeletionAdminMixin
 from recordings.admin.evidence import EvidencePackageAdminMixin
 from recordings.admin.flex import flex_urls
@@ -36,6 +46,7 @@ from recordings.admin.holds import (
     hold_coverage,
 )
 from recordings.admin.restricted import RestrictedAdminMixin, RestrictedFilter
+from recordings.admin.restriction_rules import RestrictionRuleAdmin  # noqa: F401 (registers)
 from recordings.admin.search import recording_sid_search
 from recordings.admin.speech_filters import SpeechFilter
 from recordings.admin.twilio_settings import storage_urls
@@ -110,8 +121,11 @@ class PrivateKeyFilter(admin.SimpleListFilter):
         return queryset
 
 
-class RecordingChangeList(HoldsOnPageChangeList, DateDrillDownChangeList):
-    """The recordings list: date drill-downs refused safely, holds read once per page."""
+class RecordingChangeList(
+    HoldsOnPageChangeList, DateSpanDrilldownChangeList, DateDrillDownChangeList
+):
+    """The recordings list: date drill-downs refused safely and listed without a scan
+    (:mod:`recordings.admin.date_drilldown`), holds read once per page."""
 
 
 @admin.register(Recording)
@@ -131,7 +145,7 @@ class RecordingAdmin(
         "start_time",
         "duration_seconds",
         "channels",
-        "source",
+        "source_shown",
         "media_location",
         "archive_state",
         "is_encrypted",
@@ -151,7 +165,11 @@ class RecordingAdmin(
         RestrictedFilter,
     )
     search_fields = ("=sid", "=call_sid", "=account_sid")
+    # Years, months and days from the first to the last start (one MIN/MAX on the index; the
+    # template shows recordings.admin.date_drilldown's choices, not Django's DISTINCT scan).
     date_hierarchy = "start_time"
+    # A filtered list shows its own count only: Django's "(N total)" would count every
+    # recording again on each filtered click.
     show_full_result_count = False
     actions = (
         "sync_now",
@@ -205,7 +223,16 @@ class RecordingAdmin(
             except twilio_api.TwilioError as exc:
                 self.message_user(request, f"{recording.sid}: {exc}", messages.ERROR)
         if done:
-            self.message_user(request, f"{done} recordings synced.", messages.SUCCESS)
+            synced = ngettext("%(n)d recording synced.", "%(n)d recordings synced.", done)
+            self.message_user(request, synced % {"n": done}, messages.SUCCESS)
+
+    @admin.display(description="source", ordering="source")
+    def source_shown(self, obj: Recording) -> str:
+        """Twilio's own name for what recorded the call, the filter's words on hover: the
+        words are too wide for a list that must fit 1280 px."""
+        if not obj.source:
+            return "-"
+        return format_html('<span title="{}">{}</span>', obj.get_source_display(), obj.source)
 
     @admin.action(
         description="Archive the selected recordings from Twilio now (queued)",
@@ -215,7 +242,12 @@ class RecordingAdmin(
         """Queue the archive of recordings still at Twilio, e.g. after fixing what made one
         fail; the archive policy still decides whether and where."""
         queued = jobs.queue_recording_archives(queryset.values_list("pk", flat=True)[:1000])
-        self.message_user(request, f"{queued} recordings queued for archiving.", messages.SUCCESS)
+        text = ngettext(
+            "%(n)d recording queued for archiving.",
+            "%(n)d recordings queued for archiving.",
+            queued,
+        )
+        self.message_user(request, text % {"n": queued}, messages.SUCCESS)
 
 
 class AuditedSettingsAdmin(admin.ModelAdmin):
@@ -281,14 +313,17 @@ class ArchivePolicyAdmin(AuditedSettingsAdmin):
 
 
 @admin.register(RetentionPolicy)
-class RetentionPolicyAdmin(AuditedSettingsAdmin):
+class RetentionPolicyAdmin(PendingChangeAdminMixin, AuditedSettingsAdmin):
     """How long recordings are kept: superusers change policies, viewers read them; every
-    change is written to the access log with its old and new values."""
+    change is written to the access log with its old and new values. A change that may delete
+    recordings sooner waits for a second staff member when the setting says so
+    (``recordings.admin.control_changes``)."""
 
     list_display = (
         "name",
         "enabled",
         "keep_days",
+        "restricted_keep_days",
         "hard_delete_grace_days",
         "account_sids",
         "sources",
@@ -302,11 +337,35 @@ class RetentionPolicyAdmin(AuditedSettingsAdmin):
         "account_sids",
         "sources",
         "keep_days",
+        "restricted_keep_days",
         "hard_delete_grace_days",
     )
 
     def _superuser(self, request: HttpRequest) -> bool:
         return bool(request.user.is_active and request.user.is_superuser)
+
+    def save_model(
+        self, request: HttpRequest, obj: RetentionPolicy, form: Any, change: bool
+    ) -> None:
+        """Save and log, or hold a change that may delete recordings sooner."""
+        proposal = control_changes.retention_change_propose(
+            policy=obj,
+            user=request.user,  # type: ignore[arg-type]
+            context=staff_context(request),
+        )
+        if proposal is not None:
+            self.pending_change_hold(request, proposal)
+            return
+        super().save_model(request, obj, form, change)
+
+    def deletion_proposal(self, request: HttpRequest, obj: RetentionPolicy) -> Any:
+        """Hold deleting a policy when its recordings may fall to a shorter one."""
+        return control_changes.retention_change_propose(
+            policy=obj,
+            delete=True,
+            user=request.user,  # type: ignore[arg-type]
+            context=staff_context(request),
+        )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return self._superuser(request)
@@ -417,6 +476,15 @@ class LegalHoldAdmin(HoldCaseAdminMixin, admin.ModelAdmin):
         context = {"identity": staff_identity(request), **request_audit_fields(request)}
         released = 0
         for hold in queryset.filter(released_at__isnull=True):
+            if control_changes_need_approval():
+                proposal = control_changes.hold_release_propose(
+                    hold=hold,
+                    reason=reason,
+                    user=request.user,  # type: ignore[arg-type]
+                    context=context,
+                )
+                pending_change_message(request, proposal)
+                continue
             retention.legal_hold_release(
                 hold_id=hold.pk,
                 released_by=request.user.get_username(),
@@ -425,7 +493,8 @@ class LegalHoldAdmin(HoldCaseAdminMixin, admin.ModelAdmin):
             )
             hold_locks_schedule(hold_id=hold.pk, request=request)
             released += 1
-        self.message_user(request, f"{released} holds released.", messages.SUCCESS)
+        text = ngettext("%(n)d hold released.", "%(n)d holds released.", released)
+        self.message_user(request, text % {"n": released}, messages.SUCCESS)
 
 
 @admin.register(RecordingEvent)
@@ -452,7 +521,7 @@ class TwilioSubaccountAdmin(ReadOnlyAdmin):
 
 
 @admin.register(PrivateKey)
-class PrivateKeyAdmin(ReadOnlyAdmin):
+class PrivateKeyAdmin(PendingChangeAdminMixin, ReadOnlyAdmin):
     """The private keys the portal holds, described, never shown: no field of the form, list
     or export carries the private key or its sealed text. Keys come in through the
     ``generate_keypair`` and ``import_private_key`` commands; only a superuser may delete one,
@@ -498,6 +567,14 @@ class PrivateKeyAdmin(ReadOnlyAdmin):
             if key is not None:
                 messages.warning(request, self.deletion_warning(key))
         return super().delete_view(request, object_id, extra_context)
+
+    def deletion_proposal(self, request: HttpRequest, obj: PrivateKey) -> Any:
+        """With the setting on, deleting a key waits for a second staff member."""
+        return control_changes.private_key_delete_propose(
+            key=obj,
+            user=request.user,  # type: ignore[arg-type]
+            context=staff_context(request),
+        )
 
     @staticmethod
     def deletion_warning(key: PrivateKey) -> str:

@@ -86,6 +86,12 @@ def hold_locks_schedule(*, hold_id: int, request: HttpRequest) -> None:
     transaction.on_commit(lambda: _after_commit(hold_id, context))
 
 
+def hold_locks_schedule_with(*, hold_id: int, context: Mapping[str, Any]) -> None:
+    """:func:`hold_locks_schedule` for a change made outside the staff member's own request
+    (a release approved by a second staff member: ``recordings.admin.control_changes``)."""
+    transaction.on_commit(lambda: _after_commit(hold_id, dict(context)))
+
+
 def hold_lock_summary(hold: LegalHold | None) -> str:
     """The case's locks in one line, from what the portal recorded (no S3 call), linked to the
     case page where S3 is asked."""

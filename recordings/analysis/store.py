@@ -25,6 +25,15 @@ def _dumps(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
 
 
+ANALYSIS_FILES = ("peaks.json", "segments.json")
+
+
+def analysis_file_keys(*, media_sha256: str, algorithm: int) -> dict[str, str]:
+    """An analysis' files by name and their keys in the derived-data storage (what a legal
+    hold locks beside the media: ``recordings.lifecycle.hold_derived_locks``)."""
+    return {name: _key(media_sha256, algorithm, name) for name in ANALYSIS_FILES}
+
+
 def analysis_files_write(
     *, media_sha256: str, algorithm: int, peaks: dict, speech: dict[str, Any]
 ) -> None:

@@ -28,6 +28,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
 
 from recordings import jobs
+from recordings.lifecycle import restriction_rules
 from recordings.models import (
     FlexReservation,
     FlexTask,
@@ -261,6 +262,13 @@ def recording_handling_refresh(*, recording_id: int) -> bool:
             return False
         Recording.objects.filter(pk=recording_id).update(
             handled_worker_sids=workers, handled_team_names=teams, handled_queues=queues
+        )
+        # Its handling facts are known now: a restriction rule naming its queue, team or
+        # worker restricts it at once (recordings.lifecycle.restriction_rules).
+        restriction_rules.restriction_rules_apply(
+            recording=Recording.objects.only(*restriction_rules.FACT_FIELDS, "restricted_at").get(
+                pk=recording_id
+            )
         )
     return True
 

@@ -26,6 +26,7 @@ from portal.sids import CALL_SID, CONFERENCE_SID
 from recordings import jobs
 from recordings.custody import keys
 from recordings.integrations import storage, twilio_api
+from recordings.lifecycle import restriction_rules
 from recordings.lifecycle.archive import archive_enabled_for
 from recordings.models import (
     STATUS_RANK,
@@ -227,6 +228,7 @@ def recording_apply_callback(*, event: RecordingEvent) -> Recording:
     recording = _locked_recording(event.recording_sid, event.account_sid)
     _apply(recording, event.recording_status, _fields_from_callback(event.payload))
     recording.save()
+    restriction_rules.restriction_rules_apply(recording=recording)
     _queue_flex_linking(recording)
     return recording
 
@@ -275,6 +277,8 @@ def recording_store_resource(*, resource: twilio_api.TwilioRecording) -> Recordi
     recording.save()
     if recording.sync_error:
         logger.error("recording %s: %s", recording.sid, recording.sync_error)
+    # Its facts are known now: a restriction rule that matches them restricts it at once.
+    restriction_rules.restriction_rules_apply(recording=recording)
     _queue_flex_linking(recording)
     recording_id = recording.pk
     if (

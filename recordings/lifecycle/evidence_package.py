@@ -40,6 +40,7 @@ from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from audit import evidence, merkle
@@ -527,9 +528,22 @@ def evidence_package_run(*, package_id: int) -> EvidencePackage:
     the export's access-log rows; a failure is recorded with its reason and nothing is kept
     (never raises)."""
     package = EvidencePackage.objects.select_related("hold").get(pk=package_id)
-    if package.state not in (PackageState.QUEUED, PackageState.RUNNING):
-        return package
-    EvidencePackage.objects.filter(pk=package.pk).update(state=PackageState.RUNNING)
+    if package.state == PackageState.RUNNING:
+        # Delivered again while it runs: the worker that took it died (the broker hands an
+        # unacknowledged job to another worker). Marked failed, not run again: a package that
+        # kills its worker (memory, a huge file) would otherwise kill every worker in turn.
+        evidence_package_abandon(package_id=package.pk, why=ABANDONED_REDELIVERED)
+        return EvidencePackage.objects.get(pk=package.pk)
+    started = timezone.now()
+    claimed = EvidencePackage.objects.filter(pk=package.pk, state=PackageState.QUEUED).update(
+        state=PackageState.RUNNING, started_at=started
+    )
+    if not claimed:  # done, failed or expired, or another worker claimed it first
+        return EvidencePackage.objects.get(pk=package.pk)
+    # The run's own row: a run the sweep gave up on finds no row to finish.
+    mine = EvidencePackage.objects.filter(
+        pk=package.pk, state=PackageState.RUNNING, started_at=started
+    )
     by_sid = {r.sid: r for r in Recording.objects.filter(sid__in=package.recording_sids)}
     recordings = [by_sid[sid] for sid in package.recording_sids if sid in by_sid]
     exporter = f"admin:{package.requested_by}"
@@ -553,7 +567,7 @@ def evidence_package_run(*, package_id: int) -> EvidencePackage:
             stored = default_storage.save(name, File(spool, name=name))
     except Exception as exc:  # recorded and shown, never a silent partial package
         logger.exception("evidence package %s failed", package.pk)
-        EvidencePackage.objects.filter(pk=package.pk).update(
+        mine.update(
             state=PackageState.FAILED,
             error=f"{type(exc).__name__}: {exc}"[:2000],
             finished_at=timezone.now(),
@@ -567,13 +581,18 @@ def evidence_package_run(*, package_id: int) -> EvidencePackage:
         )
     else:
         with transaction.atomic():
-            EvidencePackage.objects.filter(pk=package.pk).update(
+            finished = mine.update(
                 state=PackageState.DONE,
                 file_name=stored,
                 size=summary.size,
                 sha256=summary.sha256,
                 finished_at=timezone.now(),
             )
+            if not finished:
+                # Given up on by the sweep meanwhile (marked failed, the officer told): this
+                # late file is nobody's, and no export row names it.
+                default_storage.delete(stored)
+                return EvidencePackage.objects.get(pk=package.pk)
             evidence_package_record(
                 summary=summary,
                 recordings=recordings,
@@ -584,6 +603,49 @@ def evidence_package_run(*, package_id: int) -> EvidencePackage:
                 case=package.hold,
             )
     return EvidencePackage.objects.get(pk=package.pk)
+
+
+ABANDONED_REDELIVERED = (
+    "its worker stopped while writing it (the job was handed to another worker): ask for the "
+    "package again"
+)
+
+
+def evidence_package_abandon(
+    *, package_id: int, why: str, started_before: datetime | None = None
+) -> bool:
+    """Mark a package still ``running`` failed because its worker is gone (``why`` says how it
+    was noticed, shown on the packages page), and write the ``admin_export`` error row with
+    reason ``evidence_package_abandoned``; answers whether it did. ``started_before`` only
+    gives up on a run that started before that moment (the sweep's timeout), so a run that
+    started meanwhile is left alone. A run that later finishes anyway finds its row failed
+    and deletes its file (:func:`evidence_package_run`)."""
+    running = EvidencePackage.objects.filter(pk=package_id, state=PackageState.RUNNING)
+    if started_before is not None:
+        # A run from before ``started_at`` existed has none: it is older than any timeout.
+        running = running.filter(Q(started_at__lt=started_before) | Q(started_at__isnull=True))
+    with transaction.atomic():
+        package = running.select_for_update().first()
+        if package is None:
+            return False
+        EvidencePackage.objects.filter(pk=package.pk).update(
+            state=PackageState.FAILED,
+            error=f"Abandoned: {why}"[:2000],
+            finished_at=timezone.now(),
+        )
+        access_log_append(
+            action=EXPORT_ACTION,
+            outcome="error",
+            reason_code="evidence_package_abandoned",
+            identity=f"admin:{package.requested_by}",
+            detail={
+                "package_id": package.pk,
+                "started_at": package.started_at.isoformat() if package.started_at else None,
+                "error": why[:300],
+            },
+        )
+    logger.warning("evidence package %s abandoned: %s", package_id, why)
+    return True
 
 
 def evidence_packages_expire(*, now: datetime | None = None) -> int:

@@ -21,7 +21,8 @@ state is a ``legal_hold`` access-log row naming bucket, key, version and status.
 What a hold covers is :func:`recordings.lifecycle.retention.hold_covers`' rule (here in its SQL
 form); which objects the portal controls: recordings stored in S3 (``media_location`` S3 with a
 key). Local files (embedded mode) and media still at Twilio have no lock to set; the case page
-says so.
+says so. The held recordings' derived files (waveform peaks and speech segments) are locked and
+released in the same passes by ``recordings.lifecycle.hold_derived_locks``.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from audit.models import AccessOutcome
 from audit.services import access_log_append
 from recordings import jobs
 from recordings.integrations import storage
-from recordings.lifecycle import retention
+from recordings.lifecycle import hold_derived_locks, retention
 from recordings.models import (
     HoldLockState,
     HoldObjectLock,
@@ -349,6 +350,13 @@ def hold_locks_apply(
             except storage.StorageError as exc:
                 run.stopped = str(exc)  # S3 did not answer: the rest stays owed, untried
                 break
+    if not run.stopped:
+        # The held recordings' waveform and speech files, locked the same way.
+        derived = hold_derived_locks.derived_locks_apply(hold_id=hold.pk, context=context)
+        run.locked += derived.locked
+        run.failed += derived.failed
+        run.not_enabled += derived.not_enabled
+        run.stopped = derived.stopped
     run.remaining = _untried(hold)
     logger.info("legal hold %s locks: %s", hold.pk, run.as_dict())
     return run
@@ -427,6 +435,12 @@ def hold_locks_release(
             detail={**where, "status": "OFF"},
             context=context,
         )
+    if not run.stopped:
+        derived = hold_derived_locks.derived_locks_release(hold_id=hold.pk, context=context)
+        run.released += derived.released
+        run.kept += derived.kept
+        run.failed += derived.failed
+        run.stopped = derived.stopped
     logger.info("legal hold %s locks cleared: %s", hold.pk, run.as_dict())
     return run
 
@@ -451,8 +465,12 @@ def hold_locks_reconcile(*, limit: int = RECONCILE_BATCH) -> dict[str, int]:
     pending_release = HoldObjectLock.objects.filter(
         hold=OuterRef("pk"), state__in=[HoldLockState.LOCKED, HoldLockState.FAILED]
     )
-    holds = LegalHold.objects.filter(released_at__isnull=True) | LegalHold.objects.filter(
-        Exists(pending_release), released_at__isnull=False
+    holds = (
+        LegalHold.objects.filter(released_at__isnull=True)
+        | LegalHold.objects.filter(Exists(pending_release), released_at__isnull=False)
+        | LegalHold.objects.filter(
+            hold_derived_locks.released_holds_owing_derived(), released_at__isnull=False
+        )
     )
     for hold in holds.order_by("pk"):
         totals["holds"] += 1

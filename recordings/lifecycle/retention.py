@@ -1,7 +1,9 @@
 """Retention and legal holds: which recordings are due for deletion, and deleting them safely.
 
 A :class:`~recordings.models.RetentionPolicy` keeps the recordings in its scope for ``keep_days``
-after they started (when several apply, the longest wins). Deletion has two steps:
+after they started (when several apply, the longest wins); a restricted recording is kept for
+the policy's ``restricted_keep_days`` instead when it has one (:func:`policy_keep_days`).
+Deletion has two steps:
 
 1. **soft**: the recording is hidden at once (url_provider and the media endpoint answer 404
    ``recording_deleted``); nothing is destroyed, so a mistake can still be undone by hand.
@@ -320,6 +322,25 @@ def _policy_scope(policy: RetentionPolicy) -> Q:
     return scope
 
 
+def policy_keep_days(policy: RetentionPolicy, recording: Recording) -> int:
+    """The days ``policy`` keeps ``recording``: its ``restricted_keep_days`` for a restricted
+    recording when it has one, else ``keep_days``."""
+    if recording.restricted_at is not None and policy.restricted_keep_days is not None:
+        return policy.restricted_keep_days
+    return policy.keep_days
+
+
+def _policy_due(policy: RetentionPolicy, *, now: datetime) -> Q:
+    """:func:`policy_keep_days` in SQL: the recordings past ``policy``'s keep at ``now``."""
+    past = Q(started__lte=now - timedelta(days=policy.keep_days))
+    if policy.restricted_keep_days is None:
+        return past
+    restricted_past = Q(started__lte=now - timedelta(days=policy.restricted_keep_days))
+    return (Q(restricted_at__isnull=True) & past) | (
+        Q(restricted_at__isnull=False) & restricted_past
+    )
+
+
 def _candidates(*, now: datetime) -> list[tuple[RetentionStep, Recording]]:
     """Every deletion due at ``now``, held or not, with its recording."""
     policies = list(RetentionPolicy.objects.filter(enabled=True))
@@ -331,12 +352,12 @@ def _candidates(*, now: datetime) -> list[tuple[RetentionStep, Recording]]:
     if policies:
         due = Q()
         for policy in policies:
-            due |= _policy_scope(policy) & Q(started__lte=now - timedelta(days=policy.keep_days))
+            due |= _policy_scope(policy) & _policy_due(policy, now=now)
         for recording in live.filter(due, soft_deleted_at__isnull=True).order_by("started", "pk"):
             covering = [p for p in policies if _policy_covers(p, recording)]
             # Where several policies apply, the longest keep wins: deleting is the one-way door.
-            keeper = max(covering, key=lambda p: (p.keep_days, p.name))
-            if _started(recording) <= now - timedelta(days=keeper.keep_days):
+            keeper = max(covering, key=lambda p: (policy_keep_days(p, recording), p.name))
+            if _started(recording) <= now - timedelta(days=policy_keep_days(keeper, recording)):
                 found.append(
                     (RetentionStep(recording.pk, recording.sid, SOFT, keeper.name), recording)
                 )

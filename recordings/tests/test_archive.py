@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import StringIO
@@ -749,7 +749,13 @@ def test_admin_edits_policies_audited_and_queues_archives(
 
     recording = synced(fake_twilio)
     queued: list[int] = []
-    monkeypatch.setattr(jobs, "queue_recording_archives", lambda ids: queued.extend(ids))
+
+    def queue(ids: Iterable[int]) -> int:
+        before = len(queued)
+        queued.extend(ids)
+        return len(queued) - before
+
+    monkeypatch.setattr(jobs, "queue_recording_archives", queue)
     response = admin_client.post(
         reverse("admin:recordings_recording_changelist"),
         {"action": "archive_now", "_selected_action": [recording.pk]},

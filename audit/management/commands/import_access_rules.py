@@ -1,7 +1,9 @@
 """``manage.py import_access_rules FILE [--replace]``: load access rules from a JSON file.
 
 An invalid file (unreadable, not JSON, or breaking any rule of the format) exits 1 with the
-problems on stderr and changes nothing.
+problems on stderr and changes nothing. With ``CONTROL_CHANGES_NEED_APPROVAL`` on, a file that
+weakens control (``audit.control_rules``) is kept as a pending change instead, loaded once a
+staff member approves it in the admin: the command says so and exits 0, nothing changed yet.
 """
 
 from __future__ import annotations
@@ -12,7 +14,11 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from audit.rules_file import RulesFileError, rules_json_parse, rules_load
+from audit.control_rules import rules_load_or_propose
+from audit.models import ControlChange
+from audit.rules_file import RulesFileError, rules_json_parse
+
+ACTOR = "cli:import_access_rules"
 
 
 class Command(BaseCommand):
@@ -35,9 +41,20 @@ class Command(BaseCommand):
         except OSError as exc:
             raise CommandError(f"cannot read {path}: {exc.strerror or exc}", returncode=1) from exc
         try:
-            summary = rules_load(
-                rules_json_parse(text), replace=options["replace"], actor="cli:import_access_rules"
+            summary = rules_load_or_propose(
+                rules_json_parse(text),
+                replace=options["replace"],
+                actor=ACTOR,
+                proposed_by=None,
+                proposer_name=ACTOR,
+                context={"identity": ACTOR},
             )
         except RulesFileError as exc:
             raise CommandError(f"{path}: {exc}; nothing was changed", returncode=1) from exc
+        if isinstance(summary, ControlChange):
+            self.stdout.write(
+                f"{path}: weakens control, kept as pending change #{summary.pk}: needs a staff "
+                "member's approval in the admin; nothing was changed yet"
+            )
+            return
         self.stdout.write(f"{path}: {summary}")
