@@ -113,5 +113,11 @@ def _apply(change: ControlChange, context: Mapping[str, Any]) -> str:
 
 
 control_change_kind_register(
-    ControlChangeKind(kind=KIND, label="seal anchoring", current=_current, apply=_apply)
+    ControlChangeKind(
+        kind=KIND,
+        label="seal anchoring",
+        current=_current,
+        apply=_apply,
+        may_make=lambda user: user.is_active and user.has_perm("audit.change_sealanchorswitch"),
+    )
 )

@@ -64,12 +64,16 @@ class ControlChangeKind:
     the approval request's audit fields (``identity`` of the approver, ``client_ip``...). It
     raises ``ValidationError``, ``ValueError``, ``IntegrityError`` or ``ObjectDoesNotExist``
     when the change cannot be made: the change is then closed as failed, nothing applied.
+    ``may_make(user)`` says whether ``user`` may make such a change themselves: the checker
+    must hold the privilege the change needs, not only the right to approve (a compliance
+    manager may not approve a key deletion that only a superuser may make).
     """
 
     kind: str
     label: str
     current: Callable[[ControlChange], dict[str, Any]]
     apply: Callable[[ControlChange, Mapping[str, Any]], str]
+    may_make: Callable[[User], bool]
 
 
 _KINDS: dict[str, ControlChangeKind] = {}
@@ -216,6 +220,12 @@ def control_change_propose(
     return change
 
 
+def approver_may_make(*, change: ControlChange, user: User) -> bool:
+    """Whether ``user`` holds the privilege ``change`` needs (its kind's ``may_make``)."""
+    kind = _KINDS.get(change.kind)
+    return kind is not None and kind.may_make(user)
+
+
 def approver_conflict(*, change: ControlChange, user: User) -> str | None:
     """Why ``user`` may not decide ``change`` (maker/checker), or ``None`` when they may."""
     if change.proposed_by_id is not None and change.proposed_by_id == user.pk:
@@ -235,6 +245,14 @@ def _decidable(change: ControlChange, user: User) -> ControlChange:
     if conflict:
         raise ControlChangeInvalid({"approver": conflict})
     return locked
+
+
+def _may_make(change: ControlChange, user: User) -> None:
+    """Refuse an approver who could not make the change themselves (see ``may_make``)."""
+    if not approver_may_make(change=change, user=user):
+        raise ControlChangeInvalid(
+            {"approver": "may not make this kind of change, so may not approve it either"}
+        )
 
 
 def _decide(locked: ControlChange, user: User, status: str, note: str, now: datetime) -> None:
@@ -258,11 +276,13 @@ def control_change_approve(
     """Approve a pending change and apply it in the same transaction; answer the change.
 
     Refused (``ControlChangeInvalid``, nothing written) for the proposer, without the
-    permission, or when already decided. When the target changed since the proposal the
+    permission, for someone who could not make the change themselves, or when already
+    decided. When the target changed since the proposal the
     change is closed as ``stale`` and nothing is applied; when applying fails it is closed as
     ``failed``. Check the answer's ``status``: only ``applied`` means the change took effect.
     """
     locked = _decidable(change, approver)
+    _may_make(locked, approver)
     kind = control_change_kind(locked.kind)
     now = now or timezone.now()
     identity = _actor(approver, context, approver.get_username())

@@ -263,7 +263,13 @@ def _import_apply(change: ControlChange, context: Mapping[str, Any]) -> str:
 
 
 control_change_kind_register(
-    ControlChangeKind(kind=RULE_KIND, label="access rule", current=_rule_current, apply=_rule_apply)
+    ControlChangeKind(
+        kind=RULE_KIND,
+        label="access rule",
+        current=_rule_current,
+        apply=_rule_apply,
+        may_make=lambda user: user.is_active and user.has_perm("audit.change_accessrule"),
+    )
 )
 control_change_kind_register(
     ControlChangeKind(
@@ -271,5 +277,8 @@ control_change_kind_register(
         label="access rules file import",
         current=_import_current,
         apply=_import_apply,
+        # What the admin's rules-file import asks of whoever loads a file.
+        may_make=lambda user: user.is_active
+        and user.has_perms(("audit.add_accessrule", "audit.change_accessrule")),
     )
 )

@@ -215,6 +215,11 @@ class ControlChangeAdmin(admin.ModelAdmin):
             "can_decide": pending
             and conflict is None
             and user.has_perm(control_changes.APPROVE_PERMISSION),
+            # Refusing only keeps things as they are; approving needs the change's own privilege.
+            "can_approve": control_changes.approver_may_make(
+                change=change,
+                user=user,  # type: ignore[arg-type]
+            ),
             "conflict": conflict if pending else None,
             "can_withdraw": pending and change.proposed_by_id == user.pk,
         }

@@ -79,6 +79,12 @@ def checker() -> User:
     return _manager("checker")
 
 
+@pytest.fixture
+def superuser_checker() -> User:
+    """A checker who may make superuser-only changes (retention, keys, anchoring) himself."""
+    return User.objects.create_superuser("root-checker", password="pw-not-used")
+
+
 def _rows(code: str) -> list[AccessLog]:
     return list(AccessLog.objects.filter(action="control_change", reason_code=code))
 
@@ -498,13 +504,13 @@ def _policy(**fields) -> RetentionPolicy:
     return RetentionPolicy.objects.create(**values)
 
 
-def test_shorter_retention_waits_for_approval(on, maker, checker):
+def test_shorter_retention_waits_for_approval(on, maker, superuser_checker):
     policy = _policy()
     policy.keep_days = 30
     change = rc.retention_change_propose(policy=policy, user=maker, context={})
     assert change is not None
     assert RetentionPolicy.objects.get().keep_days == 365
-    assert cc.control_change_approve(change=change, approver=checker).status == "applied"
+    assert cc.control_change_approve(change=change, approver=superuser_checker).status == "applied"
     assert RetentionPolicy.objects.get().keep_days == 30
     row = AccessLog.objects.get(action="retention_policy")
     assert row.detail["changes"]["keep_days"] == {"old": 365, "new": 30}
@@ -516,30 +522,30 @@ def test_longer_retention_applies_at_once(on, maker):
     assert rc.retention_change_propose(policy=policy, user=maker, context={}) is None
 
 
-def test_new_policy_and_deletion_of_a_policy(on, maker, checker):
+def test_new_policy_and_deletion_of_a_policy(on, maker, superuser_checker):
     new = RetentionPolicy(name="short", keep_days=10, hard_delete_grace_days=1)
     change = rc.retention_change_propose(policy=new, user=maker, context={})
     assert change is not None
     assert not RetentionPolicy.objects.exists()
-    cc.control_change_approve(change=change, approver=checker)
+    cc.control_change_approve(change=change, approver=superuser_checker)
     short = RetentionPolicy.objects.get(name="short")
     longer = _policy(name="long")
     deletion = rc.retention_change_propose(policy=longer, delete=True, user=maker, context={})
     assert deletion is not None
-    refused = cc.control_change_refuse(change=deletion, approver=checker, note="keep it")
+    refused = cc.control_change_refuse(change=deletion, approver=superuser_checker, note="keep it")
     assert refused.status == "refused"
     assert RetentionPolicy.objects.filter(pk=longer.pk).exists()
     deletion = rc.retention_change_propose(policy=longer, delete=True, user=maker, context={})
-    cc.control_change_approve(change=deletion, approver=checker)
+    cc.control_change_approve(change=deletion, approver=superuser_checker)
     assert list(RetentionPolicy.objects.all()) == [short]
 
 
-def test_stale_retention_change(on, maker, checker):
+def test_stale_retention_change(on, maker, superuser_checker):
     policy = _policy()
     policy.keep_days = 30
     change = rc.retention_change_propose(policy=policy, user=maker, context={})
     RetentionPolicy.objects.filter(pk=policy.pk).update(keep_days=200)
-    assert cc.control_change_approve(change=change, approver=checker).status == "stale"
+    assert cc.control_change_approve(change=change, approver=superuser_checker).status == "stale"
     assert RetentionPolicy.objects.get().keep_days == 200
 
 
@@ -578,26 +584,28 @@ def _key() -> PrivateKey:
     )
 
 
-def test_key_deletion_waits_for_approval(on, maker, checker):
+def test_key_deletion_waits_for_approval(on, maker, superuser_checker):
     key = _key()
     change = rc.private_key_delete_propose(key=key, user=maker, context={})
     assert PrivateKey.objects.filter(pk=key.pk).exists()
-    refused = cc.control_change_refuse(change=change, approver=checker, note="still needed")
+    refused = cc.control_change_refuse(
+        change=change, approver=superuser_checker, note="still needed"
+    )
     assert refused.status == "refused"
     assert PrivateKey.objects.filter(pk=key.pk).exists()
     change = rc.private_key_delete_propose(key=key, user=maker, context={})
-    assert cc.control_change_approve(change=change, approver=checker).status == "applied"
+    assert cc.control_change_approve(change=change, approver=superuser_checker).status == "applied"
     assert not PrivateKey.objects.filter(pk=key.pk).exists()
     row = AccessLog.objects.get(action="private_key_delete")
     assert row.detail["fingerprint"] == "f" * 64
 
 
-def test_pausing_seal_anchoring_waits_resuming_does_not(on, maker, checker):
+def test_pausing_seal_anchoring_waits_resuming_does_not(on, maker, superuser_checker):
     access_log_append(action="url_provider", outcome="allowed", identity="a")
     change = anchoring_switch_change(paused=True, reason="moving the bucket", user=maker)
     assert isinstance(change, ControlChange)
     assert not anchoring_paused()
-    cc.control_change_approve(change=change, approver=checker)
+    cc.control_change_approve(change=change, approver=superuser_checker)
     assert anchoring_paused()
     assert _rows("anchoring_paused")
     seal_pending()
@@ -621,3 +629,17 @@ def test_pending_count(on, maker, checker):
     assert cc.control_changes_pending_count() == 1
     cc.control_change_approve(change=change, approver=checker)
     assert cc.control_changes_pending_count() == 0
+
+
+def test_a_checker_without_the_changes_privilege_may_refuse_but_not_approve(on, maker, checker):
+    """Maker/checker is no way around privileges: a compliance manager may not approve a key
+    deletion only a superuser may make; the key stays and nothing is logged as approved."""
+    key = _key()
+    change = rc.private_key_delete_propose(key=key, user=maker, context={})
+    with pytest.raises(cc.ControlChangeInvalid, match="may not make this kind of change"):
+        cc.control_change_approve(change=change, approver=checker)
+    change.refresh_from_db()
+    assert change.status == "pending"
+    assert PrivateKey.objects.filter(pk=key.pk).exists()
+    assert not _rows("change_approved")
+    assert cc.control_change_refuse(change=change, approver=checker, note="no").status == "refused"

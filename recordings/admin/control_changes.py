@@ -277,21 +277,32 @@ def _key_apply(change: ControlChange, context: Mapping[str, Any]) -> str:
     return f"private key {change.old_values.get('fingerprint', '')[:16]} deleted"
 
 
+def _superuser(user: User) -> bool:
+    """Retention policies and private keys are changed by superusers only (their admins)."""
+    return bool(user.is_active and user.is_superuser)
+
+
 for _kind in (
     ControlChangeKind(
-        kind=RETENTION_KIND, label="retention policy", current=_policy_current, apply=_policy_apply
+        kind=RETENTION_KIND,
+        label="retention policy",
+        current=_policy_current,
+        apply=_policy_apply,
+        may_make=_superuser,  # as RetentionPolicyAdmin
     ),
     ControlChangeKind(
         kind=HOLD_RELEASE_KIND,
         label="legal hold release",
         current=_hold_current,
         apply=_hold_apply,
+        may_make=lambda user: user.is_active and user.has_perm("recordings.change_legalhold"),
     ),
     ControlChangeKind(
         kind=KEY_DELETE_KIND,
         label="private key deletion",
         current=_key_current,
         apply=_key_apply,
+        may_make=_superuser,  # as PrivateKeyAdmin
     ),
 ):
     control_change_kind_register(_kind)
