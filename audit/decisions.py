@@ -80,7 +80,7 @@ from datetime import datetime, timedelta
 from fnmatch import translate
 from typing import Any, Literal
 
-from django.db.models import Q
+from django.db.models import Q, Subquery
 
 from audit.models import (
     ACCESS_RULE_FIELDS,
@@ -614,11 +614,24 @@ def rule_set_token() -> str | None:
     return AccessRuleSetVersion.objects.filter(pk=1).values_list("token", flat=True).first()
 
 
+def rule_set_token_subquery() -> Subquery:
+    """The version token as a subquery, to annotate onto a query the caller makes anyway
+    (url_provider's recording read): one round trip fewer per decision than
+    :func:`rule_set_token`, the same answer."""
+    return Subquery(AccessRuleSetVersion.objects.filter(pk=1).values("token")[:1])
+
+
 def rules_in_force(*, now: datetime) -> RuleSet:
     """The enabled rules in force at ``now``, as a cached :class:`RuleSet` (see the module
     docstring): one query while nothing changed, two when the rules must be read again."""
+    return rules_in_force_at_token(now=now, token=rule_set_token())
+
+
+def rules_in_force_at_token(*, now: datetime, token: str | None) -> RuleSet:
+    """:func:`rules_in_force` for a caller that already read the rule set's version token
+    (``rule_set_token_subquery`` in the same query as something else it needed): no query
+    while nothing changed. ``token`` must have been read at or before ``now``."""
     global _cached
-    token = rule_set_token()
     cached = _cached
     if (
         token is not None

@@ -16,7 +16,14 @@ from typing import Any
 
 from django.utils import timezone
 
-from audit.decisions import Caller, Decision, RuleSet, access_decide, rules_in_force
+from audit.decisions import (
+    Caller,
+    Decision,
+    RuleSet,
+    access_decide,
+    rule_set_token_subquery,
+    rules_in_force_at_token,
+)
 from audit.models import AccessLog
 from audit.services import access_log_append
 from portal.sids import RECORDING_SID
@@ -94,8 +101,15 @@ _PLAYBACK_FIELDS = (
 
 
 def recording_for_playback(*, sid: str) -> Recording | None:
-    """The recording url_provider is asked for, with only the fields it decides on, or None."""
-    return Recording.objects.only(*_PLAYBACK_FIELDS).filter(sid=sid).first()
+    """The recording url_provider is asked for, with only the fields it decides on, or None.
+    It carries the access rules' version token (``rule_set_token``) read in the same query,
+    so the decision's cached rule set costs no round trip of its own."""
+    return (
+        Recording.objects.only(*_PLAYBACK_FIELDS)
+        .annotate(rule_set_token=rule_set_token_subquery())
+        .filter(sid=sid)
+        .first()
+    )
 
 
 def caller_team_of(*, worker_sid: str) -> str:
@@ -195,7 +209,9 @@ def player_request_decide(
         reason = "recording_not_found" if recording is None else "recording_deleted"
         return Refusal(404, reason, "No such recording.", "denied", reason, audit_fields=who)
     now = timezone.now()
-    rules = rules_in_force(now=now)
+    # The annotation recording_for_playback added (the model has no such field).
+    token: str | None = getattr(recording, "rule_set_token", None)
+    rules = rules_in_force_at_token(now=now, token=token)
     decision = access_decide(
         caller=caller_for_rules(caller=caller.as_caller(), rules=rules),
         recording=recording.access_facts(),

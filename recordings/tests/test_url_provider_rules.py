@@ -99,3 +99,23 @@ def test_the_team_is_looked_up_only_when_a_rule_needs_it(client, fake_twilio):
     )
     ask(client, recording.sid, token)  # reads the changed rules
     assert queries() == 1
+
+
+def test_the_rules_version_is_read_with_the_recording_not_on_its_own(client, fake_twilio):
+    """url_provider reads the rule set's version token in the recording's query: no query of
+    its own reads ``audit_accessrulesetversion`` while nothing changed, and a rule changed
+    between two requests is still seen by the second (the token it carries changed)."""
+    rule = AccessRule.objects.create(name="supervisors", effect="allow", roles=["supervisor"])
+    token = flex_token(fake_twilio)
+    recording = handled("Team Blue")
+    ask(client, recording.sid, token)  # caches the token and the rules
+
+    with CaptureQueriesContext(connection) as captured:
+        assert ask(client, recording.sid, token).status_code == 200
+    reads = [q["sql"] for q in captured.captured_queries if "accessrulesetversion" in q["sql"]]
+    assert len(reads) == 1, reads
+    assert "recordings_recording" in reads[0]  # the subquery inside the recording's read
+
+    rule.roles = ["wfo.quality_manager"]
+    rule.save()
+    assert ask(client, recording.sid, token).status_code == 403
