@@ -289,9 +289,9 @@ def _without_jit() -> Iterator[None]:
     """The report's queries without PostgreSQL's JIT compilation.
 
     The grouping query's estimated cost is always high (a subquery per playback row), so
-    PostgreSQL compiles it to machine code first: 0.6 to 1.4 s of a month's report in
-    ``bench/playback_report.py``, more than the compiled code saves. ``SET LOCAL`` keeps the
-    setting to this transaction."""
+    PostgreSQL compiles it to machine code first: a large share of a month's report in
+    ``bench/playback_report.py`` (see its output), more than the compiled code saves.
+    ``SET LOCAL`` keeps the setting to this transaction."""
     if connection.vendor != "postgresql":
         yield
         return

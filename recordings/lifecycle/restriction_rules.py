@@ -44,7 +44,7 @@ APPLY_BATCH = 500
 
 INLINE_LIMIT = 1000
 """Recordings restricted in the officer's request when a rule is applied to existing ones
-(each is an access-log row: about 2 ms); the rest by a queued job
+(each is an access-log row, so the request's time grows with the count); the rest by a queued job
 (:func:`restriction_rule_apply_queue`)."""
 
 PREVIEW_SAMPLE = 20
