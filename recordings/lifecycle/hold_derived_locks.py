@@ -25,7 +25,6 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from audit.models import AccessOutcome
-from audit.services import access_log_append
 from recordings.analysis import store
 from recordings.integrations import storage
 from recordings.lifecycle import retention
@@ -82,25 +81,6 @@ def _derived_objects(hold: LegalHold) -> dict[str, _Derived]:
             full = storage.DERIVED_PREFIX + key
             found.setdefault(full, _Derived(analysis.recording, analysis.media_sha256, name, full))
     return found
-
-
-def _audit(
-    *,
-    hold: LegalHold,
-    recording: Recording,
-    reason_code: str,
-    detail: Mapping[str, Any],
-    context: Mapping[str, Any] | None,
-    outcome: str = AccessOutcome.ALLOWED,
-) -> None:
-    access_log_append(
-        action=retention.HOLD_ACTION,
-        outcome=outcome,
-        reason_code=reason_code,
-        recording_sid=recording.sid,
-        detail={"hold": hold.pk, "case": hold.case_reference[:100], **detail},
-        **(context or {}),
-    )
 
 
 def _record(
@@ -172,7 +152,7 @@ def derived_locks_apply(*, hold_id: int, context: Mapping[str, Any] | None = Non
                 hold=hold, item=item, bucket=bucket, state=HoldLockState.NOT_ENABLED, error=note
             )
             if before != HoldLockState.NOT_ENABLED:
-                _audit(
+                retention.hold_recording_audit(
                     hold=hold,
                     recording=item.recording,
                     reason_code="lock_not_enabled",
@@ -193,7 +173,7 @@ def derived_locks_apply(*, hold_id: int, context: Mapping[str, Any] | None = Non
                 error=str(exc),
                 failed=True,
             )
-            _audit(
+            retention.hold_recording_audit(
                 hold=hold,
                 recording=item.recording,
                 reason_code="lock_failed",
@@ -207,7 +187,7 @@ def derived_locks_apply(*, hold_id: int, context: Mapping[str, Any] | None = Non
             continue
         run.locked += 1
         _record(hold=hold, item=item, bucket=bucket, state=HoldLockState.LOCKED, version_id=version)
-        _audit(
+        retention.hold_recording_audit(
             hold=hold,
             recording=item.recording,
             reason_code="lock_on",
@@ -260,7 +240,7 @@ def derived_locks_release(*, hold_id: int, context: Mapping[str, Any] | None = N
                 state=HoldLockState.RELEASED,
                 error=f"S3 lock kept: still held by {keeper}",
             )
-            _audit(
+            retention.hold_recording_audit(
                 hold=hold,
                 recording=row.recording,
                 reason_code="lock_kept",
@@ -282,7 +262,7 @@ def derived_locks_release(*, hold_id: int, context: Mapping[str, Any] | None = N
                 error=f"clearing the lock: {exc}",
                 failed=True,
             )
-            _audit(
+            retention.hold_recording_audit(
                 hold=hold,
                 recording=row.recording,
                 reason_code="lock_failed",
@@ -296,7 +276,7 @@ def derived_locks_release(*, hold_id: int, context: Mapping[str, Any] | None = N
             continue
         run.released += 1
         _record(hold=hold, item=item, bucket=row.bucket, state=HoldLockState.RELEASED)
-        _audit(
+        retention.hold_recording_audit(
             hold=hold,
             recording=row.recording,
             reason_code="lock_off",

@@ -39,7 +39,6 @@ from django.db.models import Count, Exists, OuterRef, QuerySet
 from django.utils import timezone
 
 from audit.models import AccessOutcome
-from audit.services import access_log_append
 from recordings import jobs
 from recordings.integrations import storage
 from recordings.lifecycle import hold_derived_locks, retention
@@ -144,25 +143,6 @@ def _why(exc: Exception) -> str:
     return str(exc).split(": ", 1)[-1][:300]
 
 
-def _audit(
-    *,
-    hold: LegalHold,
-    recording: Recording,
-    reason_code: str,
-    outcome: str = AccessOutcome.ALLOWED,
-    detail: Mapping[str, Any],
-    context: Mapping[str, Any] | None,
-) -> None:
-    access_log_append(
-        action=retention.HOLD_ACTION,
-        outcome=outcome,
-        reason_code=reason_code,
-        recording_sid=recording.sid,
-        detail={"hold": hold.pk, "case": hold.case_reference[:100], **detail},
-        **(context or {}),
-    )
-
-
 def _record(
     *,
     hold: LegalHold,
@@ -216,7 +196,7 @@ def _lock_failed(
 ) -> None:
     run.failed += 1
     _record(hold=hold, recording=recording, state=HoldLockState.FAILED, error=str(exc), failed=True)
-    _audit(
+    retention.hold_recording_audit(
         hold=hold,
         recording=recording,
         reason_code="lock_failed",
@@ -283,7 +263,7 @@ def _lock_chunk(
                 hold=hold, recording=recording, state=HoldLockState.NOT_ENABLED, error=note
             )
             if before != HoldLockState.NOT_ENABLED:  # said once, not on every reconcile
-                _audit(
+                retention.hold_recording_audit(
                     hold=hold,
                     recording=recording,
                     reason_code="lock_not_enabled",
@@ -300,7 +280,7 @@ def _lock_chunk(
         version = str(answer or "")
         run.locked += 1
         _record(hold=hold, recording=recording, state=HoldLockState.LOCKED, version_id=version)
-        _audit(
+        retention.hold_recording_audit(
             hold=hold,
             recording=recording,
             reason_code="lock_on",
@@ -393,7 +373,7 @@ def hold_locks_release(
                 state=HoldLockState.RELEASED,
                 error=f"S3 lock kept: still held by {keeper}",
             )
-            _audit(
+            retention.hold_recording_audit(
                 hold=hold,
                 recording=recording,
                 reason_code="lock_kept",
@@ -414,7 +394,7 @@ def hold_locks_release(
                 error=f"clearing the lock: {exc}",
                 failed=True,
             )
-            _audit(
+            retention.hold_recording_audit(
                 hold=hold,
                 recording=recording,
                 reason_code="lock_failed",
@@ -428,7 +408,7 @@ def hold_locks_release(
             continue
         run.released += 1
         _record(hold=hold, recording=recording, state=HoldLockState.RELEASED)
-        _audit(
+        retention.hold_recording_audit(
             hold=hold,
             recording=recording,
             reason_code="lock_off",

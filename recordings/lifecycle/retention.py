@@ -278,6 +278,27 @@ def legal_hold_place(
     return hold
 
 
+def hold_recording_audit(
+    *,
+    hold: LegalHold,
+    recording: Recording,
+    reason_code: str,
+    detail: Mapping[str, Any],
+    context: Mapping[str, Any] | None,
+    outcome: str = AccessOutcome.ALLOWED,
+) -> None:
+    """One ``legal_hold`` access-log row about what ``hold`` did to one recording (its S3
+    locks, on the media and on derived files), naming the hold and its case."""
+    access_log_append(
+        action=HOLD_ACTION,
+        outcome=outcome,
+        reason_code=reason_code,
+        recording_sid=recording.sid,
+        detail={"hold": hold.pk, "case": hold.case_reference[:100], **detail},
+        **(context or {}),
+    )
+
+
 @transaction.atomic
 def legal_hold_release(
     *, hold_id: int, released_by: str, reason: str, context: Mapping[str, Any] | None = None
