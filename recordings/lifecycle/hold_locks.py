@@ -43,6 +43,7 @@ from recordings import jobs
 from recordings.integrations import storage
 from recordings.lifecycle import hold_derived_locks, retention
 from recordings.models import (
+    HoldDerivedLock,
     HoldLockState,
     HoldObjectLock,
     LegalHold,
@@ -464,6 +465,26 @@ def hold_locks_reconcile(*, limit: int = RECONCILE_BATCH) -> dict[str, int]:
 
 
 @dataclass(frozen=True)
+class DerivedLockView:
+    """One derived file's lock (a waveform's ``peaks.json`` or ``segments.json``) on a case
+    page: what the portal recorded and what S3 answers now, as for the media."""
+
+    name: str
+    state: str
+    s3_status: str
+    readback_error: str
+
+    @property
+    def summary(self) -> str:
+        """The words an officer reads, e.g. ``peaks.json ON``."""
+        if self.state == HoldLockState.NOT_ENABLED:
+            return f"{self.name}: bucket without Object Lock"
+        if self.readback_error:
+            return f"{self.name}: unknown ({self.readback_error})"
+        return f"{self.name} {self.s3_status or 'not asked'}"
+
+
+@dataclass(frozen=True)
 class LockView:
     """One recording's line on a case page: where its media is, what the portal recorded for
     its lock, and what S3 answers now (``s3_status``: ``ON``, ``OFF``, or empty when not asked;
@@ -478,6 +499,8 @@ class LockView:
     version_id: str
     s3_status: str
     readback_error: str
+    # The recording's derived files this hold locked (``hold_derived_locks``), read back too.
+    derived: tuple[DerivedLockView, ...] = ()
 
     @property
     def locked(self) -> bool:
@@ -524,11 +547,32 @@ def _readback(row: HoldObjectLock | None, recording: Recording) -> tuple[str, st
         return "", str(exc)
 
 
+def _derived_readback(row: HoldDerivedLock) -> DerivedLockView:
+    name = row.key.rsplit("/", 1)[-1]
+    if row.state == HoldLockState.NOT_ENABLED:
+        return DerivedLockView(name, row.state, "", "")
+    try:
+        status = storage.object_legal_hold_status(
+            bucket=row.bucket, key=row.key, version_id=row.version_id
+        )
+    except storage.ObjectLockNotEnabled:
+        return DerivedLockView(name, row.state, "OFF", NOT_ENABLED_NOTE.format(bucket=row.bucket))
+    except storage.StorageError as exc:
+        return DerivedLockView(name, row.state, "", str(exc))
+    return DerivedLockView(name, row.state, status, "")
+
+
 def hold_lock_readback(*, hold: LegalHold, recordings: Iterable[Recording]) -> list[LockView]:
     """The lock of each of ``recordings`` (one page of a case) as S3 reports it now, beside
-    what the portal recorded. S3 is asked only for objects in S3 (a few calls at a time), and
-    not for buckets the portal found without Object Lock."""
+    what the portal recorded, with the locks of their derived files (waveforms). S3 is asked
+    only for objects in S3 (a few calls at a time), and not for buckets the portal found
+    without Object Lock."""
     recordings = list(recordings)
+    derived_rows = list(
+        HoldDerivedLock.objects.filter(
+            hold=hold, recording_id__in=[r.pk for r in recordings]
+        ).order_by("recording_id", "key")
+    )
     rows = {
         row.recording_id: row
         for row in HoldObjectLock.objects.filter(
@@ -550,6 +594,10 @@ def hold_lock_readback(*, hold: LegalHold, recordings: Iterable[Recording]) -> l
                 strict=True,
             )
         )
+        derived_views = list(pool.map(_derived_readback, derived_rows))
+    derived: dict[int, list[DerivedLockView]] = {}
+    for derived_row, view in zip(derived_rows, derived_views, strict=True):
+        derived.setdefault(derived_row.recording_id, []).append(view)
     views = []
     for recording in recordings:
         row = rows.get(recording.pk)
@@ -571,6 +619,7 @@ def hold_lock_readback(*, hold: LegalHold, recordings: Iterable[Recording]) -> l
                 version_id=row.version_id if row else "",
                 s3_status=status,
                 readback_error=problem,
+                derived=tuple(derived.get(recording.pk, ())),
             )
         )
     return views

@@ -173,3 +173,35 @@ def test_a_bucket_without_object_lock_is_said_once(s3, stored, settings):
     }
     assert len(rows("lock_not_enabled")) == 2  # once per file, not on every pass
     assert HoldObjectLock.objects.get().state == HoldLockState.NOT_ENABLED
+
+
+def test_the_case_page_reads_the_waveform_locks_back_from_s3(
+    s3, locked_bucket, stored, settings, admin_client
+):
+    """The case page shows each held recording's waveform files as S3 reports them now: ON
+    after the hold, and OFF when someone cleared one behind the portal's back."""
+    from django.urls import reverse
+
+    settings.AWS_STORAGE_BUCKET_NAME = locked_bucket
+    held = stored(locked_bucket)
+    files = analysed(held)
+    hold = place(recording_sids=[held.sid])
+    hold_locks.hold_locks_apply(hold_id=hold.pk)
+
+    [view] = hold_locks.hold_lock_readback(hold=hold, recordings=[held])
+    assert view.locked
+    assert [(item.name, item.s3_status) for item in view.derived] == [
+        ("peaks.json", "ON"),
+        ("segments.json", "ON"),
+    ]
+    lock = HoldDerivedLock.objects.get(hold=hold, key=files["segments.json"])
+    s3.put_object_legal_hold(
+        Bucket=locked_bucket,
+        Key=files["segments.json"],
+        VersionId=lock.version_id,
+        LegalHold={"Status": "OFF"},
+    )
+    page = admin_client.get(reverse("admin:recordings_legalhold_case", args=[hold.pk]))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "waveform files: peaks.json ON, segments.json OFF" in html
