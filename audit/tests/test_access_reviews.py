@@ -390,3 +390,44 @@ def test_a_wrong_review_setting_refuses_to_start(variable, value):
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr
     assert variable in result.stderr
+
+
+def test_the_command_builds_a_chosen_period_once(settings):
+    """``build_access_review`` builds a period the schedule did not (a weekly review while the
+    setting says monthly, a month before reviews ran), answers an existing one as it is, and
+    refuses a malformed or future date without building anything."""
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    settings.ACCESS_REVIEW_SCHEDULE = "monthly"
+    out = StringIO()
+    call_command(
+        "build_access_review", "--schedule", "weekly", "--as-of", "2026-11-05", stdout=out
+    )
+    assert "built: review #" in out.getvalue()
+    review = AccessReview.objects.get()
+    assert (review.schedule, review.period_start, review.period_end) == (
+        "weekly",
+        at("2026-10-26T00:00:00Z"),
+        at("2026-11-02T00:00:00Z"),
+    )
+    opened = AccessLog.objects.filter(action="access_review", reason_code="review_opened")
+    assert opened.count() == 1
+
+    again = StringIO()
+    call_command(
+        "build_access_review", "--schedule", "weekly", "--as-of", "2026-11-08", stdout=again
+    )
+    assert f"already there: review #{review.pk}" in again.getvalue()
+
+    call_command("build_access_review", "--as-of", "2026-11-01", stdout=StringIO())
+    monthly = AccessReview.objects.get(schedule="monthly")
+    assert (monthly.period_start, monthly.period_end) == (
+        at("2026-10-01T00:00:00Z"),
+        at("2026-11-01T00:00:00Z"),
+    )
+    for bad in ("yesterday", (timezone.now() + timedelta(days=2)).date().isoformat()):
+        with pytest.raises(CommandError, match="--as-of"):
+            call_command("build_access_review", "--as-of", bad, stdout=StringIO())
+    assert AccessReview.objects.count() == 2
