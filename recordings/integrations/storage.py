@@ -160,6 +160,12 @@ class StorageError(Exception):
     """Reading a stored recording failed."""
 
 
+def storage_error_reason(exc: Exception) -> str:
+    """A storage error without its ``s3://bucket/key`` prefix, for an access-log row that
+    names the object in fields of its own (the log refuses anything that looks like a link)."""
+    return str(exc).split(": ", 1)[-1][:300]
+
+
 class StorageNotFound(StorageError):
     """No object at that bucket and key (or no such local file)."""
 

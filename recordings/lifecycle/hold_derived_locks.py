@@ -178,7 +178,7 @@ def derived_locks_apply(*, hold_id: int, context: Mapping[str, Any] | None = Non
                 recording=item.recording,
                 reason_code="lock_failed",
                 outcome=AccessOutcome.ERROR,
-                detail={**where, "status": "ON", "error": str(exc).split(": ", 1)[-1][:300]},
+                detail={**where, "status": "ON", "error": storage.storage_error_reason(exc)},
                 context=context,
             )
             if isinstance(exc, storage.StorageUnavailable):
@@ -267,7 +267,7 @@ def derived_locks_release(*, hold_id: int, context: Mapping[str, Any] | None = N
                 recording=row.recording,
                 reason_code="lock_failed",
                 outcome=AccessOutcome.ERROR,
-                detail={**where, "status": "OFF", "error": str(exc).split(": ", 1)[-1][:300]},
+                detail={**where, "status": "OFF", "error": storage.storage_error_reason(exc)},
                 context=context,
             )
             if isinstance(exc, storage.StorageUnavailable):

@@ -138,12 +138,6 @@ def _untried(hold: LegalHold) -> int:
     return stored_in_s3(hold_covered(hold)).filter(~Exists(tried)).count()
 
 
-def _why(exc: Exception) -> str:
-    """A storage error without its ``s3://bucket/key`` prefix (the row names the object in
-    ``bucket`` and ``object``; the log refuses anything that looks like a link)."""
-    return str(exc).split(": ", 1)[-1][:300]
-
-
 def _record(
     *,
     hold: LegalHold,
@@ -206,7 +200,7 @@ def _lock_failed(
             "bucket": _bucket(recording),
             "object": recording.media_key,
             "status": "ON",
-            "error": _why(exc),
+            "error": storage.storage_error_reason(exc),
         },
         context=context,
     )
@@ -400,7 +394,7 @@ def hold_locks_release(
                 recording=recording,
                 reason_code="lock_failed",
                 outcome=AccessOutcome.ERROR,
-                detail={**where, "status": "OFF", "error": _why(exc)},
+                detail={**where, "status": "OFF", "error": storage.storage_error_reason(exc)},
                 context=context,
             )
             if isinstance(exc, storage.StorageUnavailable):
