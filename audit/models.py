@@ -915,19 +915,80 @@ class AccessLogDayOpen(models.Model):
     day = models.DateField()
     identity = models.CharField(max_length=255)
     recording_sid = models.CharField(max_length=34)
+    # The caller's Flex worker, as the log row named it: the playback report finds a
+    # listener's team by it (an identity is normally one worker; one that was several is
+    # several rows).
+    worker_sid = models.CharField(max_length=34, blank=True, default="")
     opens = models.PositiveIntegerField()
 
     class Meta:
         constraints = [
             # Pair first: "did this identity open this recording on those days" is one probe.
             models.UniqueConstraint(
-                fields=["identity", "recording_sid", "day"], name="accesslogdayopen_unique"
+                fields=["identity", "recording_sid", "day", "worker_sid"],
+                name="accesslogdayopen_unique",
             )
         ]
         indexes = [models.Index(fields=["day"], name="accesslogdayopen_day_idx")]
 
     def __str__(self) -> str:
         return f"{self.day} {self.identity} {self.recording_sid}: {self.opens}"
+
+
+class AccessLogDayListener(models.Model):
+    """The player's and media endpoint's rows of one UTC day per listener (identity and Flex
+    worker) and per action, outcome and reason: the playback report's figures by person and
+    by team, read from here for whole days instead of from a month of log rows.
+
+    ``listened_seconds`` sums the ``audio_ms_sent`` that playback summaries keep;
+    ``unmeasured`` counts summaries written before they kept it (their estimate needs the
+    recording, which the report looks up: a day with any is read from the log)."""
+
+    day = models.DateField()
+    identity = models.CharField(max_length=255)
+    worker_sid = models.CharField(max_length=34, blank=True, default="")
+    action = models.CharField(max_length=32)
+    outcome = models.CharField(max_length=16)
+    reason_code = models.CharField(max_length=64, blank=True, default="")
+    rows = models.PositiveBigIntegerField()
+    bytes_served = models.PositiveBigIntegerField(default=0)
+    listened_seconds = models.FloatField(default=0.0)
+    unmeasured = models.PositiveBigIntegerField(default=0)
+    first_at = models.DateTimeField()
+    last_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "identity", "worker_sid", "action", "outcome", "reason_code"],
+                name="accesslogdaylistener_unique",
+            )
+        ]
+        verbose_name = "access log day of a listener"
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.identity} {self.action} {self.outcome}: {self.rows}"
+
+
+class AccessLogDayDenial(models.Model):
+    """How often the player was refused ``recording_sid`` on one UTC day, per reason: the
+    playback report ranks recordings by plays (``AccessLogDayOpen``) and then by denials
+    without reading a month of log rows."""
+
+    day = models.DateField()
+    recording_sid = models.CharField(max_length=34)
+    reason_code = models.CharField(max_length=64, blank=True, default="")
+    rows = models.PositiveBigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "recording_sid", "reason_code"], name="accesslogdaydenial_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.recording_sid} {self.reason_code}: {self.rows}"
 
 
 class AccessLogSpan(models.Model):

@@ -1,5 +1,5 @@
-"""The access log rolled up by UTC day, so the compliance dashboard reads a month's figures
-without scanning a month of log rows.
+"""The access log rolled up by UTC day, so the compliance dashboard and the playback report
+read a month's figures without scanning a month of log rows.
 
 Ordinary tables (the log itself is append-only and never touched): ``AccessLogDay`` marks a
 rolled-up day and how many log rows it held, ``AccessLogDayCount`` counts the day's rows per
@@ -9,7 +9,13 @@ over 30 days cannot be summed from daily distinct counts, but can be counted fro
 Counting them is still a month of pairs for each page view, so the task also counts them once
 for the dashboard's whole days (``AccessLogSpan``: per identity and per recording); the page
 adds the live rows, counting a live (identity, recording) pair only when the span's days do not
-already hold it.
+already hold it. The pairs keep the opener's Flex worker too (the report's teams).
+
+For the playback report (``audit.admin.report_selectors``), ``AccessLogDayListener`` counts the
+day's player rows per listener (identity and worker), action, outcome and reason, with the
+bytes and the audio the playback summaries sent, and ``AccessLogDayDenial`` the day's denials
+per recording and reason. A report of any period reads its whole days from these (a day with
+summaries that do not keep their audio figure excepted) and the rest from the log.
 
 The rule (``access_log_rollup``, the ``rollup-access-log`` beat entry, hourly): every day from
 ``ROLLUP_KEEP_DAYS`` ago up to the last day that ended at least ``SETTLE`` ago is counted again
@@ -20,9 +26,9 @@ means a row arrived late (its transaction committed after its day was rolled up)
 run puts it in. Then the span of the dashboard's whole days (the ``DASHBOARD_DAYS`` - 1 days
 before today) is counted again when one of its days was rolled up after it, or it is missing.
 Days older than ``ROLLUP_KEEP_DAYS`` and older spans are deleted from the rollup (the log
-keeps them; nothing else reads the rollup). Beat runs one at a time; two runs at once take turns
-on a day's marker row, and of two counts of one span one fails on its unique key (the next run
-counts it again).
+keeps them; a report reaching further back reads those days from the log). Beat runs one at a
+time; two runs at once take turns on a day's marker row, and of two counts of one span one
+fails on its unique key (the next run counts it again).
 
 A reader splits its time with ``log_split``: whole rolled-up days come from the rollup, the
 rest (today, a partial first day, a day not rolled up yet) from the log; the distinct counts
@@ -38,15 +44,19 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from django.db import connection, models, transaction
-from django.db.models import Count, Max, Q, Sum
-from django.db.models.functions import TruncDay
+from django.db.models import Count, FloatField, Max, Min, Q, QuerySet, Sum
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast, Coalesce, TruncDay
 from psycopg import sql
 
+from audit.labels import NOT_FOUND_REASONS, PLAYER_ACTIONS
 from audit.models import (
     AccessAction,
     AccessLog,
     AccessLogDay,
     AccessLogDayCount,
+    AccessLogDayDenial,
+    AccessLogDayListener,
     AccessLogDayOpen,
     AccessLogSpan,
     AccessLogSpanIdentity,
@@ -64,6 +74,9 @@ ROLLUP_KEEP_DAYS = DASHBOARD_DAYS + 2
 # committed by then (any later one is caught by the recount).
 SETTLE = timedelta(minutes=5)
 _BATCH = 5000
+# The key under which a playback summary's ``detail`` keeps the milliseconds of audio its
+# bytes amount to (``recordings.playback.links``).
+AUDIO_MS_SENT = "audio_ms_sent"
 
 
 def day_start(day: date) -> datetime:
@@ -159,13 +172,15 @@ def access_log_day_rollup(*, day: date, now: datetime) -> AccessLogDay:
         counts = list(rows.values("action", "outcome").annotate(n=Count("id")).order_by())
         opens = (
             rows.filter(OPENED)
-            .values("identity", "recording_sid")
+            .values("identity", "recording_sid", "worker_sid")
             .annotate(n=Count("id"))
             .order_by()
             .iterator(chunk_size=_BATCH)
         )
         AccessLogDayCount.objects.filter(day=day).delete()
         AccessLogDayOpen.objects.filter(day=day).delete()
+        AccessLogDayListener.objects.filter(day=day).delete()
+        AccessLogDayDenial.objects.filter(day=day).delete()
         AccessLogDayCount.objects.bulk_create(
             AccessLogDayCount(day=day, action=row["action"], outcome=row["outcome"], rows=row["n"])
             for row in counts
@@ -177,15 +192,79 @@ def access_log_day_rollup(*, day: date, now: datetime) -> AccessLogDay:
                     day=day,
                     identity=row["identity"],
                     recording_sid=row["recording_sid"],
+                    worker_sid=row["worker_sid"],
                     opens=row["n"],
                 )
                 for row in opens
             ),
         )
+        _player_day_rollup(rows, day)
         marker.rows = sum(row["n"] for row in counts)
         marker.rolled_up_at = now
         marker.save(update_fields=["rows", "rolled_up_at"])
     return marker
+
+
+def _player_day_rollup(rows: QuerySet[AccessLog], day: date) -> None:
+    """Write the playback report's rows of one day (``rows``, the day's log): the player's
+    rows per listener, action, outcome and reason, and its denials per recording and
+    reason."""
+    player = rows.filter(action__in=PLAYER_ACTIONS)
+    measured = Q(action=AccessAction.MEDIA_PLAYBACK, detail__has_key=AUDIO_MS_SENT)
+    listeners = (
+        player.values("identity", "worker_sid", "action", "outcome", "reason_code")
+        .annotate(
+            n=Count("id"),
+            bytes=Coalesce(Sum("bytes_served"), 0),
+            listened_ms=Coalesce(
+                Sum(Cast(KT(f"detail__{AUDIO_MS_SENT}"), FloatField()), filter=measured),
+                0.0,
+                output_field=FloatField(),
+            ),
+            unmeasured=Count("id", filter=Q(action=AccessAction.MEDIA_PLAYBACK) & ~measured),
+            first=Min("occurred_at"),
+            last=Max("occurred_at"),
+        )
+        .order_by()
+    )
+    _bulk_create(
+        AccessLogDayListener,
+        (
+            AccessLogDayListener(
+                day=day,
+                identity=row["identity"],
+                worker_sid=row["worker_sid"],
+                action=row["action"],
+                outcome=row["outcome"],
+                reason_code=row["reason_code"],
+                rows=row["n"],
+                bytes_served=row["bytes"],
+                listened_seconds=row["listened_ms"] / 1000.0,
+                unmeasured=row["unmeasured"],
+                first_at=row["first"],
+                last_at=row["last"],
+            )
+            for row in listeners.iterator(chunk_size=_BATCH)
+        ),
+    )
+    denials = (
+        player.filter(outcome=AccessOutcome.DENIED)
+        .values("recording_sid", "reason_code")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    _bulk_create(
+        AccessLogDayDenial,
+        (
+            AccessLogDayDenial(
+                day=day,
+                recording_sid=row["recording_sid"],
+                reason_code=row["reason_code"],
+                rows=row["n"],
+            )
+            for row in denials.iterator(chunk_size=_BATCH)
+        ),
+    )
 
 
 def _bulk_create(model: type[models.Model], rows: Iterable[models.Model]) -> None:
@@ -255,6 +334,8 @@ def access_log_rollup(*, now: datetime, keep_days: int = ROLLUP_KEEP_DAYS) -> Ro
     pruned = AccessLogDay.objects.filter(day__lt=first).delete()[0]
     AccessLogDayCount.objects.filter(day__lt=first).delete()
     AccessLogDayOpen.objects.filter(day__lt=first).delete()
+    AccessLogDayListener.objects.filter(day__lt=first).delete()
+    AccessLogDayDenial.objects.filter(day__lt=first).delete()
     return RollupRun(rolled=rolled, pruned=pruned, span=computed)
 
 
@@ -369,7 +450,7 @@ _TOPS = sql.SQL(
 )
 
 
-def _column(model: type[models.Model], name: str) -> sql.Identifier:
+def quoted_column(model: type[models.Model], name: str) -> sql.Identifier:
     """The column of ``model``'s field ``name``, quoted."""
     column = getattr(model._meta.get_field(name), "column", None)
     if not isinstance(column, str):  # a relation's reverse side has no column
@@ -381,21 +462,21 @@ def _names() -> dict[str, sql.Composable]:
     """Every table and column the queries above name."""
     return {
         "pairs": sql.Identifier(AccessLogDayOpen._meta.db_table),
-        "identity": _column(AccessLogDayOpen, "identity"),
-        "recording": _column(AccessLogDayOpen, "recording_sid"),
-        "day": _column(AccessLogDayOpen, "day"),
+        "identity": quoted_column(AccessLogDayOpen, "identity"),
+        "recording": quoted_column(AccessLogDayOpen, "recording_sid"),
+        "day": quoted_column(AccessLogDayOpen, "day"),
         "log": sql.Identifier(AccessLog._meta.db_table),
-        "log_identity": _column(AccessLog, "identity"),
-        "log_recording": _column(AccessLog, "recording_sid"),
-        "action": _column(AccessLog, "action"),
-        "outcome": _column(AccessLog, "outcome"),
-        "occurred": _column(AccessLog, "occurred_at"),
+        "log_identity": quoted_column(AccessLog, "identity"),
+        "log_recording": quoted_column(AccessLog, "recording_sid"),
+        "action": quoted_column(AccessLog, "action"),
+        "outcome": quoted_column(AccessLog, "outcome"),
+        "occurred": quoted_column(AccessLog, "occurred_at"),
         "by_identity": sql.Identifier(AccessLogSpanIdentity._meta.db_table),
         "by_recording": sql.Identifier(AccessLogSpanRecording._meta.db_table),
-        "span": _column(AccessLogSpanIdentity, "span"),
-        "recordings": _column(AccessLogSpanIdentity, "recordings"),
-        "people": _column(AccessLogSpanRecording, "people"),
-        "opens": _column(AccessLogSpanIdentity, "opens"),
+        "span": quoted_column(AccessLogSpanIdentity, "span"),
+        "recordings": quoted_column(AccessLogSpanIdentity, "recordings"),
+        "people": quoted_column(AccessLogSpanRecording, "people"),
+        "opens": quoted_column(AccessLogSpanIdentity, "opens"),
     }
 
 
@@ -477,3 +558,145 @@ def opens_ranked(*, split: LogSplit, span: AccessLogSpan | None, limit: int) -> 
                     {"recording_sid": key, "people": int(n), "opens": int(opens)}
                 )
     return tops
+
+
+# --- Reading the playback report's days ------------------------------------------------------
+#
+# The playback report (``audit.admin.report_selectors``) sums its per-listener figures with the
+# ORM, from ``AccessLogDayListener`` and the live rows. Its distinct counts and its ranking of
+# recordings need one aggregate over rolled-up days and live rows together, so they are raw SQL
+# for the dashboard's reason (above). PostgreSQL only: embedded mode reads the log.
+
+_PLAYER_RANGE = sql.SQL(
+    "SELECT {log_identity} AS identity, {log_worker} AS worker_sid,"
+    " {log_recording} AS recording_sid, {action} AS action, {outcome} AS outcome,"
+    " {reason} AS reason_code FROM {log} WHERE {action} = ANY(%s) AND {occurred} >= %s"
+)
+# Distinct recordings and distinct people among the opens, per ``{key}`` (an expression of the
+# columns of ``opened``, with the tables ``{joins}`` adds: the grouping's key). Each distinct
+# count groups, then counts the groups: PostgreSQL hashes a GROUP BY, where COUNT(DISTINCT)
+# sorts every key's values. The people are counted from ``AccessLogDayListener``, which holds
+# each day's openers once, not once per recording.
+_OPENED_DISTINCT = sql.SQL(
+    "WITH live AS ({live}),"
+    " opened AS (SELECT {identity} AS identity, {pair_worker} AS worker_sid,"
+    " {recording} AS recording_sid FROM {pairs} WHERE {day} = ANY(%s)"
+    " UNION ALL SELECT identity, worker_sid, recording_sid FROM live"
+    " WHERE action = %s AND outcome = %s),"
+    " openers AS (SELECT {listener_identity} AS identity, {listener_worker} AS worker_sid"
+    " FROM {listener} WHERE {day} = ANY(%s) AND {listener_action} = %s"
+    " AND {listener_outcome} = %s"
+    " UNION ALL SELECT identity, worker_sid FROM live WHERE action = %s AND outcome = %s)"
+    " SELECT recordings.key, recordings.n, people.n FROM"
+    " (SELECT key, COUNT(*) AS n FROM (SELECT {key} AS key, opened.recording_sid"
+    " FROM opened {joins} {keys} GROUP BY 1, 2) AS pairs GROUP BY key) AS recordings"
+    " JOIN (SELECT key, COUNT(*) AS n FROM (SELECT {key} AS key, opened.identity"
+    " FROM openers AS opened {joins} {keys} GROUP BY 1, 2) AS pairs GROUP BY key) AS people"
+    " ON people.key = recordings.key"
+)
+# Recordings by plays, then denials (not-found refusals are not denials), then SID in byte
+# order: the playback report's order of its groups by recording.
+_RECORDINGS_RANKED = sql.SQL(
+    "SELECT recording_sid, SUM(plays) AS plays, SUM(denials) AS denials FROM ("
+    "SELECT {recording} AS recording_sid, {opens} AS plays, 0 AS denials"
+    " FROM {pairs} WHERE {day} = ANY(%s)"
+    " UNION ALL SELECT {denial_recording}, 0, {denial_rows} FROM {denials}"
+    " WHERE {day} = ANY(%s) AND NOT ({denial_reason} = ANY(%s))"
+    " UNION ALL SELECT recording_sid,"
+    " CASE WHEN action = %s AND outcome = %s THEN 1 ELSE 0 END,"
+    " CASE WHEN outcome = %s AND NOT (reason_code = ANY(%s)) THEN 1 ELSE 0 END"
+    " FROM ({live}) AS log) AS counted GROUP BY recording_sid"
+    " HAVING SUM(plays) > 0 OR SUM(denials) > 0"
+    ' ORDER BY plays DESC, denials DESC, recording_sid COLLATE "C" LIMIT %s'
+)
+
+
+def _report_names() -> dict[str, sql.Composable]:
+    """The tables and columns of the report's queries, with the dashboard's."""
+    return {
+        **_names(),
+        "pair_worker": quoted_column(AccessLogDayOpen, "worker_sid"),
+        "log_worker": quoted_column(AccessLog, "worker_sid"),
+        "reason": quoted_column(AccessLog, "reason_code"),
+        "listener": sql.Identifier(AccessLogDayListener._meta.db_table),
+        "listener_identity": quoted_column(AccessLogDayListener, "identity"),
+        "listener_worker": quoted_column(AccessLogDayListener, "worker_sid"),
+        "listener_action": quoted_column(AccessLogDayListener, "action"),
+        "listener_outcome": quoted_column(AccessLogDayListener, "outcome"),
+        "denials": sql.Identifier(AccessLogDayDenial._meta.db_table),
+        "denial_recording": quoted_column(AccessLogDayDenial, "recording_sid"),
+        "denial_reason": quoted_column(AccessLogDayDenial, "reason_code"),
+        "denial_rows": quoted_column(AccessLogDayDenial, "rows"),
+    }
+
+
+def _live_player(
+    split: LogSplit, names: dict[str, sql.Composable]
+) -> tuple[sql.Composable, list[Any]]:
+    """The player's rows of the live ranges of ``split`` (``_PLAYER_RANGE`` each)."""
+    parts: list[sql.Composable] = []
+    params: list[Any] = []
+    for start, end in split.ranges:
+        part = _PLAYER_RANGE.format(**names)
+        params += [list(PLAYER_ACTIONS), _moment(start)]
+        if end is not None:
+            part = sql.SQL("{} AND {} < %s").format(part, names["occurred"])
+            params.append(_moment(end))
+        parts.append(part)
+    return sql.SQL(" UNION ALL ").join(parts), params
+
+
+@dataclass(frozen=True)
+class GroupKey:
+    """A report grouping's key as SQL over the columns ``identity`` and ``worker_sid`` of a
+    row named ``opened``, with the joins it needs (no placeholders: only names)."""
+
+    expression: sql.Composable
+    joins: sql.Composable = field(default_factory=lambda: sql.SQL(""))
+
+
+def opened_distinct(
+    *, split: LogSplit, key: GroupKey, keys: Collection[str] | None = None
+) -> dict[str, tuple[int, int]]:
+    """Per group (``key``), how many distinct recordings were opened over ``split`` (its
+    rolled-up days and live ranges) and by how many distinct identities; only the groups
+    ``keys`` names, if given. One query."""
+    names = _report_names()
+    live, live_params = _live_player(split, names)
+    chosen: sql.Composable = sql.SQL("")
+    if keys is not None:
+        chosen = sql.SQL("WHERE {} = ANY(%s)").format(key.expression)
+    query = _OPENED_DISTINCT.format(
+        live=live, key=key.expression, joins=key.joins, keys=chosen, **names
+    )
+    days = [_day(day) for day in split.days]
+    opens = [AccessAction.URL_PROVIDER, AccessOutcome.ALLOWED]
+    listed = [list(keys)] if keys is not None else []
+    params: list[Any] = [*live_params, days, *opens, days, *opens, *opens, *listed, *listed]
+    with connection.cursor() as cursor:
+        cursor.execute(query.as_string(), params)
+        return {group: (recordings, people) for group, recordings, people in cursor.fetchall()}
+
+
+def recordings_ranked(*, split: LogSplit, limit: int) -> list[tuple[str, int, int]]:
+    """The first ``limit`` recordings of ``split`` by plays (opens), then denials (not-found
+    refusals aside), then SID: ``(sid, plays, denials)``. Recordings with neither are not
+    ranked. One query."""
+    names = _report_names()
+    live, live_params = _live_player(split, names)
+    days = [_day(day) for day in split.days]
+    query = _RECORDINGS_RANKED.format(live=live, **names)
+    params: list[Any] = [
+        days,
+        days,
+        list(NOT_FOUND_REASONS),
+        AccessAction.URL_PROVIDER,
+        AccessOutcome.ALLOWED,
+        AccessOutcome.DENIED,
+        list(NOT_FOUND_REASONS),
+        *live_params,
+        limit,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(query.as_string(), params)
+        return [(sid, int(plays), int(denials)) for sid, plays, denials in cursor.fetchall()]

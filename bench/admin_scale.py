@@ -2,8 +2,8 @@
 rows over the last ``--days`` days and ``--recordings`` recordings in this machine's
 PostgreSQL (database ``portal_admin_scale``), then open each page an officer clicks (the
 dashboard, the log with its filters, search and last page, an identity's activity, a
-recording's timeline, the recordings list with its search and filters) and print each page's
-time (median of ``--repeat`` views after one warm-up) and query count.
+recording's timeline, the recordings list with its search and filters, the playback report)
+and print each page's time (median of ``--repeat`` views after one warm-up) and query count.
 
 The data is written by PostgreSQL itself (``INSERT … SELECT generate_series``): Python would
 take an hour to hash ten million rows, and no page here verifies the chain, so the rows carry
@@ -99,7 +99,14 @@ SELECT i, now() - make_interval(secs => (%(n)s - i) * 86400.0 * %(days)s / %(n)s
        CASE WHEN k >= 94 THEN ''
             ELSE 'RE' || lpad(to_hex(1 + (i * 104729) %% %(r)s), 32, '0') END,
        CASE WHEN k < 55 THEN 'agents-own-calls' ELSE '' END,
-       '192.0.2.10', 'Mozilla/5.0 (Flex Insights Player)', 'req-' || i, '', NULL, '{}',
+       '192.0.2.10', 'Mozilla/5.0 (Flex Insights Player)', 'req-' || i, '',
+       -- A playback summary's bytes and the audio they amount to (recordings.playback.links).
+       CASE WHEN k >= 88 AND k < 94 AND i %% 100000 <> 7 AND i %% 50000 <> 11
+            THEN 200000 + (i %% 900000) END,
+       CASE WHEN k >= 88 AND k < 94 AND i %% 100000 <> 7 AND i %% 50000 <> 11
+            THEN jsonb_build_object('fetches', 1,
+                                    'audio_ms_sent', round((200000 + (i %% 900000)) / 16.0)::bigint)
+            ELSE '{}'::jsonb END,
        '', md5(i::text) || md5((i + 1)::text), '', ''
 FROM (SELECT i, (i * 37) %% 100 AS k FROM generate_series(1::bigint, %(n)s) AS i) AS made
 """
@@ -269,6 +276,10 @@ def main() -> None:
             "/admin/recordings/recording/?archive_state__exact=failed",
         ),
         ("recording page", f"/admin/recordings/recording/{sid[2]}/change/"),
+        # The playback report's default period (the last 30 days and today), each grouping.
+        ("playback report by person", "/admin/audit/reports/playback/?by=person"),
+        ("playback report by team", "/admin/audit/reports/playback/?by=team"),
+        ("playback report by recording", "/admin/audit/reports/playback/?by=recording"),
     ]
     window = AccessLog.objects.filter(
         occurred_at__gte=timezone.now() - timedelta(days=DASHBOARD_DAYS)

@@ -12,6 +12,15 @@ team, identity to team), so each log row finds its team with one lookup in a par
 instead of two correlated subqueries into the directory: a month of a busy centre (a million
 rows) was twenty seconds of those lookups (``bench/playback_report.py``).
 
+A report of the whole centre over whole days reads those days from the daily rollup
+(``audit.rollups``) instead of the log, on PostgreSQL: by person and by team, each group's
+sums are the rollup's plus the log's rest, and the distinct counts (recordings, people) are
+one query over the rollup's (identity, worker, recording) pairs and the live opens; by
+recording, the rollup ranks the recordings (plays, then denials) and the log, read by SID,
+gives the figures of the ones shown. The figures are the same as the log's
+(``audit/tests/test_playback_report_rollup.py`` compares them); a row that arrived after its
+day was rolled up shows after the next hourly run.
+
 Listening time is an estimate, and only where the portal's media endpoint served the file:
 each ``media_playback`` summary row holds the bytes one link served, and the recording's
 duration and stored size turn bytes into seconds (``bytes * duration / size``, at most the
@@ -22,10 +31,10 @@ ranges (seeking back) count again. So the figure says how much audio was sent, n
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -49,10 +58,27 @@ from django.db.models.expressions import RawSQL
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast, Coalesce, Collate, Least
 from django.urls import reverse
+from django.utils import timezone
+from psycopg import sql
 
 from audit.labels import NOT_FOUND_REASONS, PLAYER_ACTIONS, reason_label
-from audit.models import AccessAction, AccessLog, AccessOutcome
+from audit.models import (
+    AccessAction,
+    AccessLog,
+    AccessLogDay,
+    AccessLogDayDenial,
+    AccessLogDayListener,
+    AccessOutcome,
+)
 from audit.people import people_describe, people_match
+from audit.rollups import (
+    GroupKey,
+    LogSplit,
+    log_split,
+    opened_distinct,
+    quoted_column,
+    recordings_ranked,
+)
 from recordings.models import FlexWorker, Recording
 
 GROUPINGS: dict[str, str] = {
@@ -62,10 +88,15 @@ GROUPINGS: dict[str, str] = {
 }
 # Groups shown on the page and in the PDF; the CSV has them all.
 PAGE_GROUP_LIMIT = 500
+# Memory each sort or hash of one report may use on PostgreSQL (:func:`_report_settings`).
+REPORT_WORK_MEM = "64MB"
 NO_TEAM = ""
 
+# Conditions on a log row, or on a rollup row of the same action, outcome and reason.
 _OPEN = Q(action=AccessAction.URL_PROVIDER, outcome=AccessOutcome.ALLOWED)
 _DENIED = Q(outcome=AccessOutcome.DENIED) & ~Q(reason_code__in=NOT_FOUND_REASONS)
+_NOT_FOUND = Q(reason_code__in=NOT_FOUND_REASONS)
+_ERROR = Q(outcome=AccessOutcome.ERROR)
 _PLAYBACK = Q(action=AccessAction.MEDIA_PLAYBACK)
 
 
@@ -185,11 +216,12 @@ def team_directory() -> tuple[dict[str, str], dict[str, str]]:
     return by_sid, by_identity
 
 
-def _listener_team() -> Coalesce:
-    """The team of a row's listener, from the worker directory: by worker SID, else identity
-    (see the module docstring for the PostgreSQL form)."""
+def _listener_team(directory: tuple[dict[str, str], dict[str, str]] | None = None) -> Coalesce:
+    """The team of a row's listener, from the worker directory (``team_directory``, read
+    unless given): by worker SID, else identity (see the module docstring for the PostgreSQL
+    form)."""
     if connection.vendor == "postgresql":
-        by_sid_map, by_identity_map = team_directory()
+        by_sid_map, by_identity_map = directory or team_directory()
         return Coalesce(
             _JsonText(RawSQL("%s::jsonb", (json.dumps(by_sid_map),)), F("worker_sid")),
             _JsonText(RawSQL("%s::jsonb", (json.dumps(by_identity_map),)), F("identity")),
@@ -241,25 +273,88 @@ _GROUP_FIELD = {"person": "identity", "recording": "recording_sid"}
 KEY = "group_key"
 
 
-def _group_key(group_by: str) -> Any:
+def _group_key(
+    group_by: str, directory: tuple[dict[str, str], dict[str, str]] | None = None
+) -> Any:
     """The expression the report groups by (:func:`_grouped`); built once per report, as the
-    team's reads the worker directory.
+    team's reads the worker directory (unless given).
 
-    On PostgreSQL an identity or SID is grouped under the "C" collation: grouping with
-    distinct counts sorts the rows by the key, and byte order sorts several times faster than
-    the database's language collation (measured in ``bench/playback_report.py``); the groups
-    are the same, since keys are compared for equality only.
+    On PostgreSQL the key (an identity, a SID or a team) is grouped under the "C" collation:
+    grouping with distinct counts sorts the rows by the key, and byte order sorts several
+    times faster than the database's language collation (measured in
+    ``bench/playback_report.py``); the groups are the same, since keys are compared for
+    equality only. Groups of equal plays and denials are then listed in byte order, as
+    Python sorts them when it adds the rolled-up days' figures to the live ones.
     """
-    if group_by == "team":
-        return _listener_team()
+    key = _listener_team(directory) if group_by == "team" else F(_GROUP_FIELD[group_by])
     if connection.vendor == "postgresql":
-        return Collate(_GROUP_FIELD[group_by], "C")
-    return F(_GROUP_FIELD[group_by])
+        return Collate(key, "C")
+    return key  # SQLite compares text byte by byte
 
 
-def _grouped(rows: QuerySet[AccessLog], key: Any) -> QuerySet[AccessLog, dict[str, Any]]:
-    """``rows`` grouped by ``key`` (:func:`_group_key`), named :data:`KEY`."""
+def _grouped(rows: QuerySet[Any], key: Any) -> QuerySet[Any, dict[str, Any]]:
+    """``rows`` (of the log or of its rollup) grouped by ``key`` (:func:`_group_key`), named
+    :data:`KEY`."""
     return rows.annotate(**{KEY: key}).values(KEY)
+
+
+def _live_figures() -> dict[str, Any]:
+    """The figures of a group of log rows that add up across days (the distinct counts do
+    not: they are counted apart)."""
+    return {
+        "plays": Count("id", filter=_OPEN),
+        "denials": Count("id", filter=_DENIED),
+        "not_found": Count("id", filter=_NOT_FOUND),
+        "errors": Count("id", filter=_ERROR),
+        "playbacks_measured": Count("id", filter=_PLAYBACK),
+        "bytes_sent": Coalesce(Sum("bytes_served", filter=_PLAYBACK), 0),
+        "listened_seconds": Coalesce(
+            Sum(_listened_seconds(), filter=_PLAYBACK), Value(0.0), output_field=FloatField()
+        ),
+        "first_at": Min("occurred_at"),
+        "last_at": Max("occurred_at"),
+    }
+
+
+def _rolled_figures() -> dict[str, Any]:
+    """:func:`_live_figures` of a group of ``AccessLogDayListener`` rows (each counts
+    ``rows`` log rows)."""
+    return {
+        "plays": Coalesce(Sum("rows", filter=_OPEN), 0),
+        "denials": Coalesce(Sum("rows", filter=_DENIED), 0),
+        "not_found": Coalesce(Sum("rows", filter=_NOT_FOUND), 0),
+        "errors": Coalesce(Sum("rows", filter=_ERROR), 0),
+        "playbacks_measured": Coalesce(Sum("rows", filter=_PLAYBACK), 0),
+        "bytes_sent": Coalesce(Sum("bytes_served", filter=_PLAYBACK), 0),
+        "listened_seconds": Coalesce(
+            Sum("listened_seconds", filter=_PLAYBACK), Value(0.0), output_field=FloatField()
+        ),
+        "first_at": Min("first_at"),
+        "last_at": Max("last_at"),
+    }
+
+
+_SUMMED = ("plays", "denials", "not_found", "errors", "playbacks_measured", "bytes_sent")
+
+
+def _figures_added(into: dict[str, dict[str, Any]], rows: Iterable[dict[str, Any]]) -> None:
+    """Add each group's figures of ``rows`` to the same group's in ``into``."""
+    for row in rows:
+        held = into.get(row[KEY])
+        if held is None:
+            into[row[KEY]] = dict(row)
+            continue
+        for name in _SUMMED:
+            held[name] += row[name]
+        held["listened_seconds"] = float(held["listened_seconds"]) + float(row["listened_seconds"])
+        held["first_at"] = min(held["first_at"], row["first_at"])
+        held["last_at"] = max(held["last_at"], row["last_at"])
+
+
+def _group_order(row: dict[str, Any]) -> tuple[int, int, str]:
+    """Most plays first, then most denials, then the key (byte order, as the database sorts
+    it: :func:`_group_key`)."""
+    return (-row["plays"], -row["denials"], row[KEY])
 
 
 def _log_link(filters: ReportFilters, **params: str) -> str:
@@ -285,69 +380,207 @@ def _group_log_params(group_by: str, key: str) -> dict[str, str]:
 
 
 @contextmanager
-def _without_jit() -> Iterator[None]:
-    """The report's queries without PostgreSQL's JIT compilation.
+def _report_settings() -> Iterator[None]:
+    """The report's queries without PostgreSQL's JIT compilation, and with room to hash.
 
     The grouping query's estimated cost is always high (a subquery per playback row), so
     PostgreSQL compiles it to machine code first: a large share of a month's report in
-    ``bench/playback_report.py`` (see its output), more than the compiled code saves.
-    ``SET LOCAL`` keeps the setting to this transaction."""
+    ``bench/playback_report.py`` (see its output), more than the compiled code saves. The
+    rollup's distinct counts group a month of (listener, recording) pairs: with the default
+    ``work_mem`` (4 MB) PostgreSQL sorts them on disk, with :data:`REPORT_WORK_MEM` it hashes
+    them in memory (this report only: an officer's page, not the player's requests).
+    ``SET LOCAL`` keeps both settings to this transaction."""
     if connection.vendor != "postgresql":
         yield
         return
     with transaction.atomic():
         with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL jit = off")
+            cursor.execute(f"SET LOCAL jit = off; SET LOCAL work_mem = '{REPORT_WORK_MEM}'")
         yield
 
 
 def playback_report(
-    *, filters: ReportFilters, group_by: str, limit: int | None = PAGE_GROUP_LIMIT
+    *,
+    filters: ReportFilters,
+    group_by: str,
+    limit: int | None = PAGE_GROUP_LIMIT,
+    from_rollup: bool = True,
 ) -> PlaybackReport:
     """The playback report for ``filters`` grouped ``by`` person, team or recording, the
     groups with the most plays first (at most ``limit``; ``None``: all of them).
 
-    Three queries whatever the log holds: the figures per group, the denials per group and
-    reason, and the names of the groups (people from the directory, or the recordings'
-    facts; a team needs none). A team filter first looks its members up, a grouping by team
-    first reads the directory's teams (PostgreSQL), and on PostgreSQL one more statement turns
-    JIT off for the transaction (:func:`_without_jit`).
+    The figures are the log's whichever way they are read. On PostgreSQL, a report of the
+    whole centre (no person, team or recording filter) reads its whole rolled-up days from the
+    daily rollup (``audit.rollups``; ``from_rollup=False`` reads the log alone) and the rest of
+    its period from the log: by person or team, each group's sums are the rollup's plus the
+    log's and the distinct counts one query over both; by recording, the rollup ranks the
+    recordings and the log gives the shown ones' figures (a filtered report, or one by
+    recording of fewer groups than ``limit``, reads the log: its rows are few, or its order
+    needs groups the rollup does not rank). Otherwise three queries whatever the log holds:
+    the figures per group, the denials per group and reason, and the names of the groups.
+    A team filter or grouping also reads the directory's teams, and on PostgreSQL one more
+    statement sets the transaction's JIT and memory (:func:`_report_settings`).
     """
     if group_by not in GROUPINGS:
         raise ValueError(f"unknown grouping {group_by!r}")
-    with _without_jit():
+    with _report_settings():
+        split = _rolled_split(filters) if from_rollup else None
+        if split is not None and group_by != "recording":
+            return _report_rolled(filters=filters, group_by=group_by, limit=limit, split=split)
+        if split is not None and limit is not None:
+            ranked = recordings_ranked(split=split, limit=limit + 1)
+            if len(ranked) > limit:
+                shown = [sid for sid, _, _ in ranked[:limit]]
+                return _report_ranked(filters=filters, recordings=shown, split=split)
         return _report(filters=filters, group_by=group_by, limit=limit)
 
 
-def _report(*, filters: ReportFilters, group_by: str, limit: int | None) -> PlaybackReport:
-    rows = _player_rows(filters)
-    key = _group_key(group_by)
-    figures = (
+def _rolled_split(filters: ReportFilters) -> LogSplit | None:
+    """The report's period split into rolled-up days and live ranges (``audit.rollups``),
+    or ``None`` when the rollup cannot serve it: not PostgreSQL, a filtered report, or no
+    whole day of the period rolled up. A day holding playback summaries without their audio
+    figure (written before summaries kept it) stays live: their estimate needs the recording.
+    One query."""
+    if connection.vendor != "postgresql" or filters.person or filters.team or filters.recording_sid:
+        return None
+    last = (filters.until or timezone.now()).astimezone(UTC).date()
+    unmeasured = AccessLogDayListener.objects.filter(unmeasured__gt=0).values("day")
+    rolled = (
+        AccessLogDay.objects.filter(day__gte=filters.since.astimezone(UTC).date(), day__lte=last)
+        .exclude(day__in=unmeasured)
+        .values_list("day", flat=True)
+    )
+    split = log_split(since=filters.since, until=filters.until or timezone.now(), rolled=rolled)
+    if not split.days:
+        return None
+    if filters.until is None:
+        return split
+    # The last live range is open-ended: it ends where the report does.
+    *ranges, (start, _) = split.ranges
+    return LogSplit(days=split.days, ranges=(*ranges, (start, filters.until)))
+
+
+def _log_figures(rows: QuerySet[AccessLog], key: Any) -> QuerySet[AccessLog, dict[str, Any]]:
+    """Every figure of each group of log ``rows``, the distinct counts included, in the
+    report's order."""
+    return (
         _grouped(rows, key)
         .annotate(
-            plays=Count("id", filter=_OPEN),
-            denials=Count("id", filter=_DENIED),
-            not_found=Count("id", filter=Q(reason_code__in=NOT_FOUND_REASONS)),
-            errors=Count("id", filter=Q(outcome=AccessOutcome.ERROR)),
+            **_live_figures(),
             recordings=Count("recording_sid", filter=_OPEN, distinct=True),
             people=Count("identity", filter=_OPEN, distinct=True),
-            playbacks_measured=Count("id", filter=_PLAYBACK),
-            bytes_sent=Coalesce(Sum("bytes_served", filter=_PLAYBACK), 0),
-            listened_seconds=Coalesce(
-                Sum(_listened_seconds(), filter=_PLAYBACK), Value(0.0), output_field=FloatField()
-            ),
-            first_at=Min("occurred_at"),
-            last_at=Max("occurred_at"),
         )
         .order_by("-plays", "-denials", KEY)
     )
+
+
+def _report(*, filters: ReportFilters, group_by: str, limit: int | None) -> PlaybackReport:
+    """The report from the log alone."""
+    rows = _player_rows(filters)
+    key = _group_key(group_by)
+    figures = _log_figures(rows, key)
     found = list(figures if limit is None else figures[: limit + 1])
     truncated = limit is not None and len(found) > limit
     found = found[:limit] if limit is not None else found
-    keys = [row[KEY] for row in found]
     # Without a limit every group is wanted: no list of keys (it could be long) to filter on.
-    shown = keys if limit is not None else None
+    shown = [row[KEY] for row in found] if limit is not None else None
     reasons = _denial_reasons(rows, group_by, key, shown, filters) if found else {}
+    return _built(filters, group_by, found, reasons, truncated)
+
+
+def _report_ranked(
+    *, filters: ReportFilters, recordings: list[str], split: LogSplit
+) -> PlaybackReport:
+    """The report by recording of the ``recordings`` the rollup ranked first (more were
+    ranked): their figures from the log (a few rows each, found by SID), their denials from
+    the rollup's days and the log's rest."""
+    rows = _player_rows(filters).filter(recording_sid__in=recordings)
+    key = _group_key("recording")
+    found = list(_log_figures(rows, key))
+    reasons = _denial_reasons(rows.filter(split.live), "recording", key, recordings, filters)
+    rolled = (
+        _grouped(
+            AccessLogDayDenial.objects.filter(
+                day__in=split.days, recording_sid__in=recordings
+            ).exclude(reason_code__in=NOT_FOUND_REASONS),
+            key,
+        )
+        .annotate(count=Sum("rows"))
+        .values(KEY, "reason_code", "count")
+        .order_by()
+    )
+    _reasons_added(reasons, rolled, "recording", filters)
+    return _built(filters, "recording", found, reasons, truncated=True)
+
+
+def _report_rolled(
+    *, filters: ReportFilters, group_by: str, limit: int | None, split: LogSplit
+) -> PlaybackReport:
+    """The report by person or team from the rollup's days of ``split`` and the log's rest:
+    the sums of both per group, then the distinct counts of the groups shown."""
+    directory = team_directory() if group_by == "team" else None
+    key = _group_key(group_by, directory)
+    live = _player_rows(filters).filter(split.live)
+    rolled = AccessLogDayListener.objects.filter(day__in=split.days)
+    totals: dict[str, dict[str, Any]] = {}
+    _figures_added(totals, _grouped(rolled, key).annotate(**_rolled_figures()).order_by())
+    _figures_added(totals, _grouped(live, key).annotate(**_live_figures()).order_by())
+    ordered = sorted(totals.values(), key=_group_order)
+    found = ordered if limit is None else ordered[:limit]
+    truncated = limit is not None and len(ordered) > limit
+    if not found:
+        return _built(filters, group_by, found, {}, truncated)
+    shown = [row[KEY] for row in found] if limit is not None else None
+    distinct = opened_distinct(split=split, key=_group_key_sql(group_by), keys=shown)
+    for row in found:
+        row["recordings"], row["people"] = distinct.get(row[KEY], (0, 0))
+    reasons = _denial_reasons(live, group_by, key, shown, filters)
+    rolled_denied = rolled.filter(_DENIED)
+    if shown is not None and group_by == "person":
+        rolled_denied = rolled_denied.filter(identity__in=shown)
+    rolled_reasons = (
+        _grouped(rolled_denied, key)
+        .annotate(count=Sum("rows"))
+        .values(KEY, "reason_code", "count")
+        .order_by()
+    )
+    _reasons_added(reasons, rolled_reasons, group_by, filters)
+    return _built(filters, group_by, found, reasons, truncated)
+
+
+def _group_key_sql(group_by: str) -> GroupKey:
+    """:func:`_group_key` as SQL over a row ``opened`` (``identity``, ``worker_sid``), for the
+    rollup's distinct counts (``audit.rollups.opened_distinct``). A team is found as
+    :func:`team_directory` finds it, by joining the directory: by worker SID, else by the
+    identity's current worker, then the most recently synced."""
+    if group_by == "person":
+        return GroupKey(sql.SQL("opened.identity"))
+    workers = sql.Identifier(FlexWorker._meta.db_table)
+    column = {
+        name: quoted_column(FlexWorker, name)
+        for name in ("sid", "friendly_name", "team_name", "deleted_at", "synced_at")
+    }
+    joins = sql.SQL(
+        "LEFT JOIN {workers} AS by_sid ON by_sid.{sid} = opened.worker_sid"
+        " LEFT JOIN (SELECT DISTINCT ON ({friendly_name}) {friendly_name}, {team_name}"
+        " FROM {workers} WHERE {friendly_name} <> ''"
+        " ORDER BY {friendly_name}, {deleted_at} IS NOT NULL, {synced_at} DESC) AS by_identity"
+        " ON by_identity.{friendly_name} = opened.identity"
+    ).format(workers=workers, **column)
+    expression = sql.SQL("COALESCE(by_sid.{team}, by_identity.{team}, {none})").format(
+        team=column["team_name"], none=sql.Literal(NO_TEAM)
+    )
+    return GroupKey(expression, joins)
+
+
+def _built(
+    filters: ReportFilters,
+    group_by: str,
+    found: list[dict[str, Any]],
+    reasons: dict[str, list[DenialCount]],
+    truncated: bool,
+) -> PlaybackReport:
+    """The report of the groups' figures ``found`` and their denial ``reasons``, named."""
     groups = [
         ReportGroup(
             key=row[KEY],
@@ -364,7 +597,9 @@ def _report(*, filters: ReportFilters, group_by: str, limit: int | None) -> Play
             first_at=row["first_at"],
             last_at=row["last_at"],
             log_link=_log_link(filters, **_group_log_params(group_by, row[KEY])),
-            denial_reasons=reasons.get(row[KEY], []),
+            denial_reasons=sorted(
+                reasons.get(row[KEY], []), key=lambda denied: (-denied.count, denied.reason_code)
+            ),
         )
         for row in found
     ]
@@ -380,34 +615,47 @@ def _denial_reasons(
     keys: list[str] | None,
     filters: ReportFilters,
 ) -> dict[str, list[DenialCount]]:
-    """The denials of each group by reason, most frequent first: one query."""
+    """The denials of each group of ``rows`` by reason: one query."""
     denied = rows.filter(_DENIED)
     if keys is not None and group_by != "team":
         # Only the groups shown (the page's limit); a team's key is computed, not a column.
         denied = denied.filter(**{f"{_GROUP_FIELD[group_by]}__in": keys})
     counted = (
-        _grouped(denied, key)
-        .annotate(count=Count("id"))
-        .values(KEY, "reason_code", "count")
-        .order_by(KEY, "-count", "reason_code")
-    )
+        _grouped(denied, key).annotate(count=Count("id")).values(KEY, "reason_code", "count")
+    ).order_by()
     reasons: dict[str, list[DenialCount]] = {}
-    for row in counted:
-        group_params = _group_log_params(group_by, row[KEY])
-        reasons.setdefault(row[KEY], []).append(
-            DenialCount(
-                reason_code=row["reason_code"],
-                label=reason_label(row["reason_code"]) or "(no reason given)",
-                count=row["count"],
-                log_link=_log_link(
-                    filters,
-                    **group_params,
-                    outcome__exact=AccessOutcome.DENIED,
-                    reason=row["reason_code"],
-                ),
-            )
-        )
+    _reasons_added(reasons, counted, group_by, filters)
     return reasons
+
+
+def _reasons_added(
+    reasons: dict[str, list[DenialCount]],
+    counted: Iterable[dict[str, Any]],
+    group_by: str,
+    filters: ReportFilters,
+) -> None:
+    """Add the denials ``counted`` (per group and reason) to ``reasons``, each reason once
+    per group, with its label and its link to the log."""
+    for row in counted:
+        listed = reasons.setdefault(row[KEY], [])
+        for index, held in enumerate(listed):
+            if held.reason_code == row["reason_code"]:
+                listed[index] = replace(held, count=held.count + row["count"])
+                break
+        else:
+            listed.append(
+                DenialCount(
+                    reason_code=row["reason_code"],
+                    label=reason_label(row["reason_code"]) or "(no reason given)",
+                    count=row["count"],
+                    log_link=_log_link(
+                        filters,
+                        **_group_log_params(group_by, row[KEY]),
+                        outcome__exact=AccessOutcome.DENIED,
+                        reason=row["reason_code"],
+                    ),
+                )
+            )
 
 
 def _name_groups(groups: list[ReportGroup], group_by: str) -> None:

@@ -20,6 +20,8 @@ from audit.management.commands.migrate import append_only_tables
 from audit.models import (
     AccessLogDay,
     AccessLogDayCount,
+    AccessLogDayDenial,
+    AccessLogDayListener,
     AccessLogDayOpen,
     AccessLogSpan,
     AccessLogSpanIdentity,
@@ -65,7 +67,28 @@ def rollup_tables() -> dict[str, list[tuple]]:
         "days": sorted(AccessLogDay.objects.values_list("day", "rows")),
         "counts": sorted(AccessLogDayCount.objects.values_list("day", "action", "outcome", "rows")),
         "opens": sorted(
-            AccessLogDayOpen.objects.values_list("day", "identity", "recording_sid", "opens")
+            AccessLogDayOpen.objects.values_list(
+                "day", "identity", "recording_sid", "worker_sid", "opens"
+            )
+        ),
+        "listeners": sorted(
+            AccessLogDayListener.objects.values_list(
+                "day",
+                "identity",
+                "worker_sid",
+                "action",
+                "outcome",
+                "reason_code",
+                "rows",
+                "bytes_served",
+                "listened_seconds",
+                "unmeasured",
+                "first_at",
+                "last_at",
+            )
+        ),
+        "denials": sorted(
+            AccessLogDayDenial.objects.values_list("day", "recording_sid", "reason_code", "rows")
         ),
         "spans": sorted(AccessLogSpan.objects.values_list("first_day", "last_day")),
         "span_identities": sorted(
@@ -298,14 +321,27 @@ def test_days_past_the_window_and_old_spans_are_dropped(monkeypatch):
     append(
         monkeypatch, NOW - timedelta(days=ROLLUP_KEEP_DAYS - 1), identity="a", recording_sid=sid(1)
     )
+    append(
+        monkeypatch,
+        NOW - timedelta(days=ROLLUP_KEEP_DAYS - 1),
+        outcome="denied",
+        reason_code="no_matching_rule",
+        identity="a",
+        recording_sid=sid(1),
+    )
     access_log_rollup(now=NOW)
+    assert AccessLogDayListener.objects.count() == 2
+    assert AccessLogDayDenial.objects.count() == 1
     later = NOW + timedelta(days=3)
     run = access_log_rollup(now=later)
     assert run.pruned == 3
     assert AccessLogDay.objects.earliest("day").day == later.date() - timedelta(
         days=ROLLUP_KEEP_DAYS
     )
-    assert not AccessLogDayOpen.objects.exists()  # its only open was on a dropped day
+    # Its only rows were on a dropped day.
+    assert not AccessLogDayOpen.objects.exists()
+    assert not AccessLogDayListener.objects.exists()
+    assert not AccessLogDayDenial.objects.exists()
     assert list(AccessLogSpan.objects.values_list("last_day", flat=True)) == [
         later.date() - timedelta(days=1)
     ]
@@ -339,6 +375,8 @@ def test_the_rollup_runs_hourly_from_beat_as_the_runtime_role_may():
             AccessLogDay,
             AccessLogDayCount,
             AccessLogDayOpen,
+            AccessLogDayListener,
+            AccessLogDayDenial,
             AccessLogSpan,
             AccessLogSpanIdentity,
             AccessLogSpanRecording,
