@@ -79,6 +79,16 @@ _BATCH = 5000
 AUDIO_MS_SENT = "audio_ms_sent"
 
 
+# What a rolled-up day holds besides its marker (``AccessLogDay``): replaced together.
+_DAY_TABLES: tuple[
+    type[AccessLogDayCount]
+    | type[AccessLogDayOpen]
+    | type[AccessLogDayListener]
+    | type[AccessLogDayDenial],
+    ...,
+] = (AccessLogDayCount, AccessLogDayOpen, AccessLogDayListener, AccessLogDayDenial)
+
+
 def day_start(day: date) -> datetime:
     """Midnight UTC at the start of ``day``."""
     return datetime.combine(day, time.min, tzinfo=UTC)
@@ -177,10 +187,8 @@ def access_log_day_rollup(*, day: date, now: datetime) -> AccessLogDay:
             .order_by()
             .iterator(chunk_size=_BATCH)
         )
-        AccessLogDayCount.objects.filter(day=day).delete()
-        AccessLogDayOpen.objects.filter(day=day).delete()
-        AccessLogDayListener.objects.filter(day=day).delete()
-        AccessLogDayDenial.objects.filter(day=day).delete()
+        for table in _DAY_TABLES:
+            table.objects.filter(day=day).delete()
         AccessLogDayCount.objects.bulk_create(
             AccessLogDayCount(day=day, action=row["action"], outcome=row["outcome"], rows=row["n"])
             for row in counts
@@ -332,10 +340,8 @@ def access_log_rollup(*, now: datetime, keep_days: int = ROLLUP_KEEP_DAYS) -> Ro
             computed = access_log_span_compute(first_day=span_first, last_day=span_last, now=now)
     AccessLogSpan.objects.exclude(first_day=span_first, last_day=span_last).delete()
     pruned = AccessLogDay.objects.filter(day__lt=first).delete()[0]
-    AccessLogDayCount.objects.filter(day__lt=first).delete()
-    AccessLogDayOpen.objects.filter(day__lt=first).delete()
-    AccessLogDayListener.objects.filter(day__lt=first).delete()
-    AccessLogDayDenial.objects.filter(day__lt=first).delete()
+    for table in _DAY_TABLES:
+        table.objects.filter(day__lt=first).delete()
     return RollupRun(rolled=rolled, pruned=pruned, span=computed)
 
 
