@@ -578,27 +578,16 @@ _PLAYER_RANGE = sql.SQL(
     " {log_recording} AS recording_sid, {action} AS action, {outcome} AS outcome,"
     " {reason} AS reason_code FROM {log} WHERE {action} = ANY(%s) AND {occurred} >= %s"
 )
-# Distinct recordings and distinct people among the opens, per ``{key}`` (an expression of the
-# columns of ``opened``, with the tables ``{joins}`` adds: the grouping's key). Each distinct
-# count groups, then counts the groups: PostgreSQL hashes a GROUP BY, where COUNT(DISTINCT)
-# sorts every key's values. The people are counted from ``AccessLogDayListener``, which holds
-# each day's openers once, not once per recording.
+# Distinct recordings among the opens, per ``{key}`` (an expression of the columns of
+# ``opened``, with the tables ``{joins}`` adds: the grouping's key): grouped, then the groups
+# counted, which PostgreSQL hashes (COUNT(DISTINCT) sorts every key's values).
 _OPENED_DISTINCT = sql.SQL(
-    "WITH live AS ({live}),"
-    " opened AS (SELECT {identity} AS identity, {pair_worker} AS worker_sid,"
+    "SELECT key, COUNT(*) FROM (SELECT {key} AS key, opened.recording_sid FROM ("
+    "SELECT {identity} AS identity, {pair_worker} AS worker_sid,"
     " {recording} AS recording_sid FROM {pairs} WHERE {day} = ANY(%s)"
-    " UNION ALL SELECT identity, worker_sid, recording_sid FROM live"
-    " WHERE action = %s AND outcome = %s),"
-    " openers AS (SELECT {listener_identity} AS identity, {listener_worker} AS worker_sid"
-    " FROM {listener} WHERE {day} = ANY(%s) AND {listener_action} = %s"
-    " AND {listener_outcome} = %s"
-    " UNION ALL SELECT identity, worker_sid FROM live WHERE action = %s AND outcome = %s)"
-    " SELECT recordings.key, recordings.n, people.n FROM"
-    " (SELECT key, COUNT(*) AS n FROM (SELECT {key} AS key, opened.recording_sid"
-    " FROM opened {joins} {keys} GROUP BY 1, 2) AS pairs GROUP BY key) AS recordings"
-    " JOIN (SELECT key, COUNT(*) AS n FROM (SELECT {key} AS key, opened.identity"
-    " FROM openers AS opened {joins} {keys} GROUP BY 1, 2) AS pairs GROUP BY key) AS people"
-    " ON people.key = recordings.key"
+    " UNION ALL SELECT identity, worker_sid, recording_sid FROM ({live}) AS live"
+    " WHERE action = %s AND outcome = %s) AS opened {joins} {keys} GROUP BY 1, 2) AS pairs"
+    " GROUP BY key"
 )
 # Recordings by plays, then denials (not-found refusals are not denials), then SID in byte
 # order: the playback report's order of its groups by recording.
@@ -624,11 +613,6 @@ def _report_names() -> dict[str, sql.Composable]:
         "pair_worker": quoted_column(AccessLogDayOpen, "worker_sid"),
         "log_worker": quoted_column(AccessLog, "worker_sid"),
         "reason": quoted_column(AccessLog, "reason_code"),
-        "listener": sql.Identifier(AccessLogDayListener._meta.db_table),
-        "listener_identity": quoted_column(AccessLogDayListener, "identity"),
-        "listener_worker": quoted_column(AccessLogDayListener, "worker_sid"),
-        "listener_action": quoted_column(AccessLogDayListener, "action"),
-        "listener_outcome": quoted_column(AccessLogDayListener, "outcome"),
         "denials": sql.Identifier(AccessLogDayDenial._meta.db_table),
         "denial_recording": quoted_column(AccessLogDayDenial, "recording_sid"),
         "denial_reason": quoted_column(AccessLogDayDenial, "reason_code"),
@@ -663,10 +647,9 @@ class GroupKey:
 
 def opened_distinct(
     *, split: LogSplit, key: GroupKey, keys: Collection[str] | None = None
-) -> dict[str, tuple[int, int]]:
+) -> dict[str, int]:
     """Per group (``key``), how many distinct recordings were opened over ``split`` (its
-    rolled-up days and live ranges) and by how many distinct identities; only the groups
-    ``keys`` names, if given. One query."""
+    rolled-up days and live ranges); only the groups ``keys`` names, if given. One query."""
     names = _report_names()
     live, live_params = _live_player(split, names)
     chosen: sql.Composable = sql.SQL("")
@@ -676,12 +659,12 @@ def opened_distinct(
         live=live, key=key.expression, joins=key.joins, keys=chosen, **names
     )
     days = [_day(day) for day in split.days]
-    opens = [AccessAction.URL_PROVIDER, AccessOutcome.ALLOWED]
-    listed = [list(keys)] if keys is not None else []
-    params: list[Any] = [*live_params, days, *opens, days, *opens, *opens, *listed, *listed]
+    params: list[Any] = [days, *live_params, AccessAction.URL_PROVIDER, AccessOutcome.ALLOWED]
+    if keys is not None:
+        params.append(list(keys))
     with connection.cursor() as cursor:
         cursor.execute(query.as_string(), params)
-        return {group: (recordings, people) for group, recordings, people in cursor.fetchall()}
+        return dict(cursor.fetchall())
 
 
 def recordings_ranked(*, split: LogSplit, limit: int) -> list[tuple[str, int, int]]:

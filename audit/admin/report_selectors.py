@@ -31,7 +31,7 @@ ranges (seeking back) count again. So the figure says how much audio was sent, n
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -216,12 +216,11 @@ def team_directory() -> tuple[dict[str, str], dict[str, str]]:
     return by_sid, by_identity
 
 
-def _listener_team(directory: tuple[dict[str, str], dict[str, str]] | None = None) -> Coalesce:
-    """The team of a row's listener, from the worker directory (``team_directory``, read
-    unless given): by worker SID, else identity (see the module docstring for the PostgreSQL
-    form)."""
+def _listener_team() -> Coalesce:
+    """The team of a row's listener, from the worker directory: by worker SID, else identity
+    (see the module docstring for the PostgreSQL form)."""
     if connection.vendor == "postgresql":
-        by_sid_map, by_identity_map = directory or team_directory()
+        by_sid_map, by_identity_map = team_directory()
         return Coalesce(
             _JsonText(RawSQL("%s::jsonb", (json.dumps(by_sid_map),)), F("worker_sid")),
             _JsonText(RawSQL("%s::jsonb", (json.dumps(by_identity_map),)), F("identity")),
@@ -273,11 +272,9 @@ _GROUP_FIELD = {"person": "identity", "recording": "recording_sid"}
 KEY = "group_key"
 
 
-def _group_key(
-    group_by: str, directory: tuple[dict[str, str], dict[str, str]] | None = None
-) -> Any:
+def _group_key(group_by: str) -> Any:
     """The expression the report groups by (:func:`_grouped`); built once per report, as the
-    team's reads the worker directory (unless given).
+    team's reads the worker directory.
 
     On PostgreSQL the key (an identity, a SID or a team) is grouped under the "C" collation:
     grouping with distinct counts sorts the rows by the key, and byte order sorts several
@@ -286,7 +283,7 @@ def _group_key(
     equality only. Groups of equal plays and denials are then listed in byte order, as
     Python sorts them when it adds the rolled-up days' figures to the live ones.
     """
-    key = _listener_team(directory) if group_by == "team" else F(_GROUP_FIELD[group_by])
+    key = _listener_team() if group_by == "team" else F(_GROUP_FIELD[group_by])
     if connection.vendor == "postgresql":
         return Collate(key, "C")
     return key  # SQLite compares text byte by byte
@@ -460,6 +457,14 @@ def _rolled_split(filters: ReportFilters) -> LogSplit | None:
     return LogSplit(days=split.days, ranges=(*ranges, (start, filters.until)))
 
 
+def _live_rows(split: LogSplit) -> QuerySet[AccessLog]:
+    """The player's rows of ``split``'s live ranges, in a report of the whole centre (the
+    only kind the rollup serves). The ranges already start and end where the report does:
+    alone, each is one range of the ``occurred_at`` index (with the report's own bounds
+    around them, PostgreSQL reads the index from the report's start instead)."""
+    return AccessLog.objects.filter(action__in=PLAYER_ACTIONS).filter(split.live)
+
+
 def _log_figures(rows: QuerySet[AccessLog], key: Any) -> QuerySet[AccessLog, dict[str, Any]]:
     """Every figure of each group of log ``rows``, the distinct counts included, in the
     report's order."""
@@ -497,7 +502,9 @@ def _report_ranked(
     rows = _player_rows(filters).filter(recording_sid__in=recordings)
     key = _group_key("recording")
     found = list(_log_figures(rows, key))
-    reasons = _denial_reasons(rows.filter(split.live), "recording", key, recordings, filters)
+    live = _live_rows(split).filter(recording_sid__in=recordings)
+    reasons: dict[str, list[DenialCount]] = {}
+    _reasons_added(reasons, _live_denials(live.annotate(**{KEY: key}), KEY), "recording", filters)
     rolled = (
         _grouped(
             AccessLogDayDenial.objects.filter(
@@ -516,36 +523,67 @@ def _report_ranked(
 def _report_rolled(
     *, filters: ReportFilters, group_by: str, limit: int | None, split: LogSplit
 ) -> PlaybackReport:
-    """The report by person or team from the rollup's days of ``split`` and the log's rest:
-    the sums of both per group, then the distinct counts of the groups shown."""
-    directory = team_directory() if group_by == "team" else None
-    key = _group_key(group_by, directory)
-    live = _player_rows(filters).filter(split.live)
+    """The report by person or team from the rollup's days of ``split`` and the log's rest.
+
+    The figures and denials are read per listener (identity and worker: a few thousand rows
+    however many log rows) and added up per group here, the team found by
+    :func:`_listener_key`; the people of a group are its listeners' identities that played
+    something. Then one query counts the distinct recordings of the groups shown."""
+    key_of = _listener_key(group_by)
+    live = _live_rows(split)
     rolled = AccessLogDayListener.objects.filter(day__in=split.days)
+    listener = ("identity", "worker_sid")
     totals: dict[str, dict[str, Any]] = {}
-    _figures_added(totals, _grouped(rolled, key).annotate(**_rolled_figures()).order_by())
-    _figures_added(totals, _grouped(live, key).annotate(**_live_figures()).order_by())
+    people: dict[str, set[str]] = {}
+    for rows in (
+        rolled.values(*listener).annotate(**_rolled_figures()).order_by(),
+        live.values(*listener).annotate(**_live_figures()).order_by(),
+    ):
+        keyed = [{**row, KEY: key_of(row["identity"], row["worker_sid"])} for row in rows]
+        _figures_added(totals, keyed)
+        for row in keyed:
+            if row["plays"]:
+                people.setdefault(row[KEY], set()).add(row["identity"])
     ordered = sorted(totals.values(), key=_group_order)
     found = ordered if limit is None else ordered[:limit]
     truncated = limit is not None and len(ordered) > limit
     if not found:
         return _built(filters, group_by, found, {}, truncated)
     shown = [row[KEY] for row in found] if limit is not None else None
-    distinct = opened_distinct(split=split, key=_group_key_sql(group_by), keys=shown)
+    recordings = opened_distinct(split=split, key=_group_key_sql(group_by), keys=shown)
     for row in found:
-        row["recordings"], row["people"] = distinct.get(row[KEY], (0, 0))
-    reasons = _denial_reasons(live, group_by, key, shown, filters)
-    rolled_denied = rolled.filter(_DENIED)
-    if shown is not None and group_by == "person":
-        rolled_denied = rolled_denied.filter(identity__in=shown)
-    rolled_reasons = (
-        _grouped(rolled_denied, key)
-        .annotate(count=Sum("rows"))
-        .values(KEY, "reason_code", "count")
-        .order_by()
+        row["recordings"] = recordings.get(row[KEY], 0)
+        row["people"] = len(people.get(row[KEY], ()))
+    denials = (
+        rolled.filter(_DENIED).values(*listener, "reason_code").annotate(count=Sum("rows")),
+        _live_denials(live, *listener),
     )
-    _reasons_added(reasons, rolled_reasons, group_by, filters)
+    reasons: dict[str, list[DenialCount]] = {}
+    for counted in denials:
+        if shown is not None and group_by == "person":
+            counted = counted.filter(identity__in=shown)
+        _reasons_added(
+            reasons,
+            ({**row, KEY: key_of(row["identity"], row["worker_sid"])} for row in counted),
+            group_by,
+            filters,
+        )
     return _built(filters, group_by, found, reasons, truncated)
+
+
+def _listener_key(group_by: str) -> Callable[[str, str], str]:
+    """The group of a listener (identity, worker SID): the identity, or its team as
+    :func:`_listener_team` finds it in SQL (the directory read once)."""
+    if group_by == "person":
+        return lambda identity, worker_sid: identity
+    by_sid, by_identity = team_directory()
+
+    def team(identity: str, worker_sid: str) -> str:
+        if worker_sid in by_sid:
+            return by_sid[worker_sid]
+        return by_identity.get(identity, NO_TEAM)
+
+    return team
 
 
 def _group_key_sql(group_by: str) -> GroupKey:
@@ -626,6 +664,18 @@ def _denial_reasons(
     reasons: dict[str, list[DenialCount]] = {}
     _reasons_added(reasons, counted, group_by, filters)
     return reasons
+
+
+def _live_denials(rows: QuerySet[AccessLog], *group: str) -> QuerySet[AccessLog, dict[str, Any]]:
+    """The denials of the live ``rows`` per ``group`` (fields or annotations) and reason.
+    Counted with a FILTER rather than a WHERE on the outcome: PostgreSQL would otherwise read
+    the outcome index's every denial ever to intersect it with the live ranges."""
+    return (
+        rows.values(*group, "reason_code")
+        .annotate(count=Count("id", filter=_DENIED))
+        .filter(count__gt=0)
+        .order_by()
+    )
 
 
 def _reasons_added(
