@@ -1032,12 +1032,16 @@ class AccessLogSpanIdentity(models.Model):
 
 
 class AccessLogSpanRecording(models.Model):
-    """How many distinct identities opened ``recording_sid`` over a span, in how many opens."""
+    """How many distinct identities opened ``recording_sid`` over a span, in how many opens,
+    and how often the player was refused it (``denials``, requests for recordings that do not
+    exist aside; a recording only refused has a row with no opens): the playback report ranks
+    the span's recordings by opens, then denials."""
 
     span = models.ForeignKey(AccessLogSpan, on_delete=models.CASCADE, related_name="recordings")
     recording_sid = models.CharField(max_length=34)
     people = models.PositiveIntegerField()
     opens = models.PositiveBigIntegerField()
+    denials = models.PositiveBigIntegerField(default=0)
 
     class Meta:
         constraints = [
@@ -1045,13 +1049,20 @@ class AccessLogSpanRecording(models.Model):
                 fields=["span", "recording_sid"], name="accesslogspanrecording_unique"
             )
         ]
-        # The dashboard reads the recordings more than one person opened.
         indexes = [
+            # The dashboard reads the recordings more than one person opened.
             models.Index(
                 fields=["span", "recording_sid"],
                 condition=models.Q(people__gt=1),
                 name="accesslogspanrec_shared_idx",
-            )
+            ),
+            # The playback report's first recordings, in its order (then SIDs in byte order,
+            # which PostgreSQL sorts among the few of equal opens and denials).
+            models.Index(
+                fields=["span", "-opens", "-denials"],
+                include=["recording_sid"],
+                name="accesslogspanrec_ranked_idx",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -74,10 +74,12 @@ from audit.people import people_describe, people_match
 from audit.rollups import (
     GroupKey,
     LogSplit,
+    RolledDays,
     log_split,
     opened_distinct,
     quoted_column,
     recordings_ranked,
+    span_current,
 )
 from recordings.models import FlexWorker, Recording
 
@@ -421,40 +423,47 @@ def playback_report(
     if group_by not in GROUPINGS:
         raise ValueError(f"unknown grouping {group_by!r}")
     with _report_settings():
-        split = _rolled_split(filters) if from_rollup else None
-        if split is not None and group_by != "recording":
+        found = _rolled_split(filters) if from_rollup else None
+        if found is not None and group_by != "recording":
+            split = found[0]
             return _report_rolled(filters=filters, group_by=group_by, limit=limit, split=split)
-        if split is not None and limit is not None:
-            ranked = recordings_ranked(split=split, limit=limit + 1)
+        if found is not None and limit is not None:
+            split, rolled = found
+            span = span_current(split=split, rolled=rolled)
+            ranked = recordings_ranked(split=split, limit=limit + 1, span=span)
             if len(ranked) > limit:
                 shown = [sid for sid, _, _ in ranked[:limit]]
                 return _report_ranked(filters=filters, recordings=shown, split=split)
         return _report(filters=filters, group_by=group_by, limit=limit)
 
 
-def _rolled_split(filters: ReportFilters) -> LogSplit | None:
+def _rolled_split(filters: ReportFilters) -> tuple[LogSplit, RolledDays] | None:
     """The report's period split into rolled-up days and live ranges (``audit.rollups``),
-    or ``None`` when the rollup cannot serve it: not PostgreSQL, a filtered report, or no
-    whole day of the period rolled up. A day holding playback summaries without their audio
-    figure (written before summaries kept it) stays live: their estimate needs the recording.
-    One query."""
+    with when each day was rolled up, or ``None`` when the rollup cannot serve it: not
+    PostgreSQL, a filtered report, or no whole day of the period rolled up. A day holding
+    playback summaries without their audio figure (written before summaries kept it) stays
+    live: their estimate needs the recording. One query."""
     if connection.vendor != "postgresql" or filters.person or filters.team or filters.recording_sid:
         return None
     last = (filters.until or timezone.now()).astimezone(UTC).date()
     unmeasured = AccessLogDayListener.objects.filter(unmeasured__gt=0).values("day")
-    rolled = (
-        AccessLogDay.objects.filter(day__gte=filters.since.astimezone(UTC).date(), day__lte=last)
-        .exclude(day__in=unmeasured)
-        .values_list("day", flat=True)
+    rolled = RolledDays(
+        at=dict(
+            AccessLogDay.objects.filter(
+                day__gte=filters.since.astimezone(UTC).date(), day__lte=last
+            )
+            .exclude(day__in=unmeasured)
+            .values_list("day", "rolled_up_at")
+        )
     )
-    split = log_split(since=filters.since, until=filters.until or timezone.now(), rolled=rolled)
+    split = log_split(since=filters.since, until=filters.until or timezone.now(), rolled=rolled.at)
     if not split.days:
         return None
-    if filters.until is None:
-        return split
-    # The last live range is open-ended: it ends where the report does.
-    *ranges, (start, _) = split.ranges
-    return LogSplit(days=split.days, ranges=(*ranges, (start, filters.until)))
+    if filters.until is not None:
+        # The last live range is open-ended: it ends where the report does.
+        *ranges, (start, _) = split.ranges
+        split = LogSplit(days=split.days, ranges=(*ranges, (start, filters.until)))
+    return split, rolled
 
 
 def _live_rows(split: LogSplit) -> QuerySet[AccessLog]:

@@ -60,13 +60,15 @@ from audit.admin.report_selectors import (
     report_totals,
 )
 from audit.models import AccessAction, AccessLog, AccessLogExport, ExportKind
+from audit.rollups import DASHBOARD_DAYS
 from audit.sealer import SealingStatus, sealing_status
 from audit.staff_actions import staff_action_log
 from portal.admin_site import ComplianceAdminSite
 from portal.sids import RECORDING_SID
 
-# Without a "since", the report covers the last 30 days (from midnight UTC).
-DEFAULT_DAYS = 30
+# Without a "since", the report covers the dashboard's window, the last 30 days up to now:
+# its whole days are the ones the hourly rollup counts once more (``audit.rollups``).
+DEFAULT_DAYS = DASHBOARD_DAYS
 _MAX_TEXT = 255
 # A spreadsheet runs a cell starting with one of these as a formula; names come from outside.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -107,8 +109,7 @@ def report_request_parse(*, query: QueryDict, now: datetime) -> ReportRequest:
                 bounds[name] = date_parameter(form[name], end=end)
             except IncorrectLookupParameters as exc:
                 errors[name] = str(exc)
-    midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    since = bounds.get("since", midnight - timedelta(days=DEFAULT_DAYS))
+    since = bounds.get("since", now.astimezone(UTC) - timedelta(days=DEFAULT_DAYS))
     until = bounds.get("until")
     if until is not None and until <= since:
         errors["until"] = "“Until” must come after “from”."

@@ -224,7 +224,8 @@ def test_query_parsing_names_bad_fields_and_keeps_the_others():
         query=QueryDict("since=nope&person=sam&recording=RE123&by=bogus"), now=now
     )
     assert set(parsed.errors) == {"since", "recording"}
-    assert parsed.filters.since == datetime(2026, 4, 10, tzinfo=UTC)  # the default 30 days
+    # The default: the dashboard's last 30 days, up to now.
+    assert parsed.filters.since == datetime(2026, 4, 10, 15, 30, tzinfo=UTC)
     assert parsed.filters.person == "sam"
     assert parsed.filters.recording_sid == ""
     assert parsed.group_by == "person"

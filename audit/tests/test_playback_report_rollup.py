@@ -17,7 +17,7 @@ from django.test.utils import CaptureQueriesContext
 from audit.admin import report_selectors
 from audit.admin.report_selectors import ReportFilters, playback_report
 from audit.models import AccessLogDay, AccessLogDayDenial, AccessLogDayListener
-from audit.rollups import access_log_rollup, day_start
+from audit.rollups import access_log_rollup, day_start, recordings_ranked, span_current
 from audit.tests.test_dashboard_rollup import append
 from recordings.models import FlexWorker
 
@@ -55,7 +55,9 @@ def directory() -> None:
             )
 
 
-def generated_log(monkeypatch, recording_factory, seed: int, *, unmeasured: bool) -> None:
+def generated_log(
+    monkeypatch, recording_factory, seed: int, *, unmeasured: bool, unknown: int = 2
+) -> None:
     """About 300 rows over the last 34 days: opens, denials (by a rule, and of recordings that
     do not exist), media fetches, errors, waveform views, playback summaries (with their audio
     figure, and without it when ``unmeasured``) and staff views, with rows on each side of
@@ -64,7 +66,7 @@ def generated_log(monkeypatch, recording_factory, seed: int, *, unmeasured: bool
     recordings = [
         recording_factory(duration_seconds=60 + 30 * n, media_size=16000 * (60 + 30 * n)).sid
         for n in range(4)
-    ] + [sid(900), sid(901)]  # two the portal does not hold
+    ] + [sid(900 + n) for n in range(unknown)]  # recordings the portal does not hold
     moments = [
         MIDNIGHT,
         MIDNIGHT - timedelta(microseconds=1),
@@ -170,7 +172,8 @@ def shown(report) -> tuple[list[tuple], bool]:
 
 
 PERIODS = {
-    "the default 30 days and today": ReportFilters(since=MIDNIGHT - timedelta(days=30)),
+    "the default: the dashboard's 30 days": ReportFilters(since=NOW - timedelta(days=30)),
+    "30 days from midnight and today": ReportFilters(since=MIDNIGHT - timedelta(days=30)),
     "mid-day to mid-day": ReportFilters(
         since=NOW - timedelta(days=20, hours=-3), until=NOW - timedelta(days=2, hours=5)
     ),
@@ -199,13 +202,32 @@ def test_the_report_shows_the_logs_figures_from_the_rollup(
     assert AccessLogDayListener.objects.exists()
     assert AccessLogDayDenial.objects.exists()
     for name, filters in PERIODS.items():
-        split = report_selectors._rolled_split(filters)
-        assert split is not None, name
-        assert split.days, name
+        found = report_selectors._rolled_split(filters)
+        assert found is not None, name
+        assert found[0].days, name
         for limit in (500, 2, None):
             rolled, live = both(filters, group_by, limit)
             assert live[0], name
             assert rolled == live, (name, limit)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_spans_first_recordings_are_the_days_first_recordings(
+    monkeypatch, recording_factory, seed
+):
+    # Thirty recordings, so that the first few are chosen among many: the span's first ones
+    # and the ones today's rows touched must hold every recording that can come first.
+    generated_log(monkeypatch, recording_factory, seed, unmeasured=False, unknown=26)
+    access_log_rollup(now=NOW)
+    found = report_selectors._rolled_split(PERIODS["the default: the dashboard's 30 days"])
+    assert found is not None
+    split, rolled = found
+    span = span_current(split=split, rolled=rolled)
+    assert span is not None
+    for limit in (1, 2, 3, 5, 8, 13, 50):
+        ranked = recordings_ranked(split=split, limit=limit)
+        assert ranked
+        assert recordings_ranked(split=split, limit=limit, span=span) == ranked, limit
 
 
 @pytest.mark.parametrize("group_by", ["person", "team", "recording"])
@@ -215,15 +237,16 @@ def test_days_the_rollup_cannot_serve_are_read_from_the_log(
     directory()
     generated_log(monkeypatch, recording_factory, 3, unmeasured=True)
     access_log_rollup(now=NOW)
-    filters = PERIODS["the default 30 days and today"]
+    filters = PERIODS["30 days from midnight and today"]
     # Days with summaries written before summaries kept their audio figure are live (their
     # listening time is estimated from the recording's size), the others rolled up.
     unmeasured = set(
         AccessLogDayListener.objects.filter(unmeasured__gt=0).values_list("day", flat=True)
     )
-    split = report_selectors._rolled_split(filters)
+    found = report_selectors._rolled_split(filters)
     assert unmeasured
-    assert split is not None
+    assert found is not None
+    split = found[0]
     assert split.days
     assert not unmeasured & set(split.days)
     rolled, live = both(filters, group_by, 3)
@@ -269,7 +292,7 @@ def test_the_rolled_up_reports_queries_do_not_grow_with_the_rows(
     monkeypatch, recording_factory, group_by
 ):
     directory()
-    filters = PERIODS["the default 30 days and today"]
+    filters = PERIODS["30 days from midnight and today"]
 
     def count() -> int:
         access_log_rollup(now=NOW)
@@ -284,6 +307,7 @@ def test_the_rolled_up_reports_queries_do_not_grow_with_the_rows(
     assert count() == before
     # Savepoint, JIT off, release; rolled-up days; figures (rollup and log), distinct counts,
     # denials (log and rollup), then the people's names, or the directory's teams once (a
-    # team needs no name). By recording: the ranking, then the figures of the recordings
-    # shown (log), their denials (log and rollup) and their names.
-    assert before == {"person": 10, "team": 10, "recording": 9}[group_by]
+    # team needs no name). By recording: the span of those days (none here: they are not the
+    # dashboard's), the ranking, then the figures of the recordings shown (log), their
+    # denials (log and rollup) and their names.
+    assert before == {"person": 10, "team": 10, "recording": 10}[group_by]
