@@ -929,7 +929,11 @@ class AccessLogDayOpen(models.Model):
                 name="accesslogdayopen_unique",
             )
         ]
-        indexes = [models.Index(fields=["day"], name="accesslogdayopen_day_idx")]
+        indexes = [
+            models.Index(fields=["day"], name="accesslogdayopen_day_idx"),
+            # Who opened these recordings on those days (the playback report's teams).
+            models.Index(fields=["recording_sid", "day"], name="accesslogdayopen_rec_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.day} {self.identity} {self.recording_sid}: {self.opens}"
@@ -1013,12 +1017,15 @@ class AccessLogSpan(models.Model):
 
 
 class AccessLogSpanIdentity(models.Model):
-    """How many distinct recordings ``identity`` opened over a span, in how many opens."""
+    """How many distinct recordings ``identity`` opened over a span, in how many opens, and
+    how many of them nobody else opened (``sole_recordings``: a team's distinct recordings
+    are its people's sole ones plus the shared ones any of them opened)."""
 
     span = models.ForeignKey(AccessLogSpan, on_delete=models.CASCADE, related_name="identities")
     identity = models.CharField(max_length=255)
     recordings = models.PositiveIntegerField()
     opens = models.PositiveBigIntegerField()
+    sole_recordings = models.PositiveIntegerField(default=0)
 
     class Meta:
         constraints = [
@@ -1042,6 +1049,8 @@ class AccessLogSpanRecording(models.Model):
     people = models.PositiveIntegerField()
     opens = models.PositiveBigIntegerField()
     denials = models.PositiveBigIntegerField(default=0)
+    # The identity that opened it, when only one did (``people`` 1); else empty.
+    opener = models.CharField(max_length=255, blank=True, default="")
 
     class Meta:
         constraints = [

@@ -38,7 +38,8 @@ figures are the log's; a row that arrived after its day was rolled up shows afte
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable
+import json
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -346,25 +347,15 @@ def access_log_rollup(*, now: datetime, keep_days: int = ROLLUP_KEEP_DAYS) -> Ro
 
 
 def access_log_span_compute(*, first_day: date, last_day: date, now: datetime) -> AccessLogSpan:
-    """Count the rolled-up opens of ``first_day`` to ``last_day`` per identity (distinct
-    recordings) and per recording (distinct identities, and the player's denials of it: a
-    recording only refused has a row without opens), replacing the span's previous counts in
-    one transaction."""
+    """Count the rolled-up opens of ``first_day`` to ``last_day`` per recording (distinct
+    identities, the one identity when only one opened it, and the player's denials of it: a
+    recording only refused has a row without opens) and per identity (distinct recordings,
+    and how many of them nobody else opened), replacing the span's previous counts in one
+    transaction."""
     pairs = AccessLogDayOpen.objects.filter(day__gte=first_day, day__lte=last_day).order_by()
     with transaction.atomic():
         AccessLogSpan.objects.filter(first_day=first_day, last_day=last_day).delete()
         span = AccessLogSpan.objects.create(first_day=first_day, last_day=last_day, computed_at=now)
-        AccessLogSpanIdentity.objects.bulk_create(
-            (
-                AccessLogSpanIdentity(
-                    span=span, identity=row["identity"], recordings=row["n"], opens=row["opens"]
-                )
-                for row in pairs.values("identity").annotate(
-                    n=Count("recording_sid", distinct=True), opens=Sum("opens")
-                )
-            ),
-            batch_size=_BATCH,
-        )
         denials = dict(
             AccessLogDayDenial.objects.filter(day__gte=first_day, day__lte=last_day)
             .exclude(reason_code__in=NOT_FOUND_REASONS)
@@ -373,24 +364,52 @@ def access_log_span_compute(*, first_day: date, last_day: date, now: datetime) -
             .order_by()
             .values_list("recording_sid", "n")
         )
-        opened = (
-            AccessLogSpanRecording(
+        sole: dict[str, int] = {}
+
+        def opened(row: Mapping[str, Any]) -> AccessLogSpanRecording:
+            opener = row["opener"] if row["n"] == 1 else ""
+            if opener:
+                sole[opener] = sole.get(opener, 0) + 1
+            return AccessLogSpanRecording(
                 span=span,
                 recording_sid=row["recording_sid"],
                 people=row["n"],
                 opens=row["opens"],
                 denials=denials.pop(row["recording_sid"], 0),
+                opener=opener,
             )
-            for row in pairs.values("recording_sid")
-            .annotate(n=Count("identity", distinct=True), opens=Sum("opens"))
-            .iterator(chunk_size=_BATCH)
+
+        _bulk_create(
+            AccessLogSpanRecording,
+            map(
+                opened,
+                pairs.values("recording_sid")
+                .annotate(
+                    n=Count("identity", distinct=True), opens=Sum("opens"), opener=Min("identity")
+                )
+                .iterator(chunk_size=_BATCH),
+            ),
         )
-        _bulk_create(AccessLogSpanRecording, opened)
         # What is left of the denials: recordings the player refused and never opened.
         AccessLogSpanRecording.objects.bulk_create(
             (
                 AccessLogSpanRecording(span=span, recording_sid=sid, people=0, opens=0, denials=n)
                 for sid, n in denials.items()
+            ),
+            batch_size=_BATCH,
+        )
+        AccessLogSpanIdentity.objects.bulk_create(
+            (
+                AccessLogSpanIdentity(
+                    span=span,
+                    identity=row["identity"],
+                    recordings=row["n"],
+                    opens=row["opens"],
+                    sole_recordings=sole.get(row["identity"], 0),
+                )
+                for row in pairs.values("identity").annotate(
+                    n=Count("recording_sid", distinct=True), opens=Sum("opens")
+                )
             ),
             batch_size=_BATCH,
         )
@@ -645,6 +664,33 @@ _RECORDINGS_RANKED_FROM_SPAN = sql.SQL(
 )
 
 
+# Distinct recordings per group over a span's days, for groups of identities (a team whose
+# people each belong to it alone): the recordings its people opened alone
+# (``AccessLogSpanIdentity.sole_recordings``) plus the shared ones (more than one person
+# opened them) that any of them opened, counted here from the pairs of the shared recordings
+# only. ``%s::jsonb`` maps each identity to its group.
+_SPAN_SHARED = sql.SQL(
+    "SELECT key, COUNT(*) FROM (SELECT %s::jsonb ->> pair.{identity} AS key, pair.{recording}"
+    " FROM {pairs} AS pair JOIN {by_recording} AS counted ON counted.{span} = %s"
+    " AND counted.{people} > 1 AND counted.{recording} = pair.{recording}"
+    " WHERE pair.{day} = ANY(%s) GROUP BY 1, 2) AS shared GROUP BY key"
+)
+# The live opens (each listener and recording once), with what the span knows of the
+# recording: how many people opened it, and who when only one did.
+_SPAN_LIVE_OPENS = sql.SQL(
+    "SELECT opened.identity, opened.worker_sid, opened.recording_sid, counted.{people},"
+    " counted.{opener} FROM (SELECT DISTINCT identity, worker_sid, recording_sid"
+    " FROM ({live}) AS log WHERE action = %s AND outcome = %s) AS opened"
+    " LEFT JOIN {by_recording} AS counted ON counted.{span} = %s"
+    " AND counted.{recording} = opened.recording_sid"
+)
+# Who opened these (shared) recordings on the span's days.
+_SPAN_OPENERS = sql.SQL(
+    "SELECT DISTINCT {recording}, {identity} FROM {pairs}"
+    " WHERE {recording} = ANY(%s) AND {day} = ANY(%s)"
+)
+
+
 def _report_names() -> dict[str, sql.Composable]:
     """The tables and columns of the report's queries, with the dashboard's."""
     return {
@@ -657,6 +703,8 @@ def _report_names() -> dict[str, sql.Composable]:
         "denial_reason": quoted_column(AccessLogDayDenial, "reason_code"),
         "denial_rows": quoted_column(AccessLogDayDenial, "rows"),
         "span_denials": quoted_column(AccessLogSpanRecording, "denials"),
+        "opener": quoted_column(AccessLogSpanRecording, "opener"),
+        "sole": quoted_column(AccessLogSpanIdentity, "sole_recordings"),
     }
 
 
@@ -705,6 +753,78 @@ def opened_distinct(
     with connection.cursor() as cursor:
         cursor.execute(query.as_string(), params)
         return dict(cursor.fetchall())
+
+
+def span_opened_distinct(
+    *,
+    split: LogSplit,
+    span: AccessLogSpan,
+    listener_key: Callable[[str, str], str],
+    identity_key: Mapping[str, str] | None = None,
+) -> dict[str, int] | None:
+    """Per group, how many distinct recordings were opened over ``split``, whose days are
+    ``span``'s (``span_current``): the span's counts, plus each recording the live rows
+    opened that no one of the group opened on the span's days.
+
+    ``listener_key`` gives a live row's group from its identity and worker SID;
+    ``identity_key`` the group of each identity of the span (a team, each person in one),
+    or ``None`` to group by identity (a person). ``None`` when an identity of the span has
+    no group in ``identity_key`` (the caller counts otherwise). Three or four queries."""
+    names = _report_names()
+    by_identity = AccessLogSpanIdentity.objects.filter(span=span)
+    counted: dict[str, int] = {}
+    if identity_key is None:
+        for identity, recordings in by_identity.values_list("identity", "recordings"):
+            counted[identity] = recordings
+    else:
+        for identity, sole in by_identity.values_list("identity", "sole_recordings"):
+            if identity not in identity_key:
+                return None
+            counted[identity_key[identity]] = counted.get(identity_key[identity], 0) + sole
+        query = _SPAN_SHARED.format(**names)
+        with connection.cursor() as cursor:
+            days = [_day(day) for day in split.days]
+            cursor.execute(query.as_string(), [json.dumps(identity_key), span.pk, days])
+            for key, n in cursor.fetchall():
+                counted[key] = counted.get(key, 0) + n
+
+    def group_of(identity: str) -> str:
+        return identity if identity_key is None else identity_key.get(identity, "")
+
+    live, live_params = _live_player(split, names)
+    fresh: set[tuple[str, str]] = set()
+    shared: dict[str, set[str]] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _SPAN_LIVE_OPENS.format(live=live, **names).as_string(),
+            [*live_params, AccessAction.URL_PROVIDER, AccessOutcome.ALLOWED, span.pk],
+        )
+        for identity, worker_sid, recording_sid, people, opener in cursor.fetchall():
+            key = listener_key(identity, worker_sid)
+            if not people:  # not opened on the span's days
+                fresh.add((key, recording_sid))
+            elif people == 1:
+                if group_of(opener) != key:
+                    fresh.add((key, recording_sid))
+            else:
+                shared.setdefault(recording_sid, set()).add(key)
+        if shared:
+            openers: dict[str, set[str]] = {}
+            cursor.execute(
+                _SPAN_OPENERS.format(**names).as_string(),
+                [list(shared), [_day(day) for day in split.days]],
+            )
+            for recording_sid, identity in cursor.fetchall():
+                openers.setdefault(recording_sid, set()).add(group_of(identity))
+            for recording_sid, keys in shared.items():
+                fresh.update(
+                    (key, recording_sid)
+                    for key in keys
+                    if key not in openers.get(recording_sid, ())
+                )
+    for key, _ in fresh:
+        counted[key] = counted.get(key, 0) + 1
+    return counted
 
 
 def recordings_ranked(

@@ -80,6 +80,7 @@ from audit.rollups import (
     quoted_column,
     recordings_ranked,
     span_current,
+    span_opened_distinct,
 )
 from recordings.models import FlexWorker, Recording
 
@@ -425,8 +426,10 @@ def playback_report(
     with _report_settings():
         found = _rolled_split(filters) if from_rollup else None
         if found is not None and group_by != "recording":
-            split = found[0]
-            return _report_rolled(filters=filters, group_by=group_by, limit=limit, split=split)
+            split, rolled = found
+            return _report_rolled(
+                filters=filters, group_by=group_by, limit=limit, split=split, rolled=rolled
+            )
         if found is not None and limit is not None:
             split, rolled = found
             span = span_current(split=split, rolled=rolled)
@@ -530,22 +533,30 @@ def _report_ranked(
 
 
 def _report_rolled(
-    *, filters: ReportFilters, group_by: str, limit: int | None, split: LogSplit
+    *,
+    filters: ReportFilters,
+    group_by: str,
+    limit: int | None,
+    split: LogSplit,
+    rolled: RolledDays,
 ) -> PlaybackReport:
     """The report by person or team from the rollup's days of ``split`` and the log's rest.
 
     The figures and denials are read per listener (identity and worker: a few thousand rows
     however many log rows) and added up per group here, the team found by
     :func:`_listener_key`; the people of a group are its listeners' identities that played
-    something. Then one query counts the distinct recordings of the groups shown."""
+    something. Then the distinct recordings of the groups shown: from the dashboard's span
+    when it holds exactly these days and each person is in one group
+    (``audit.rollups.span_opened_distinct``), else counted over the days' pairs."""
     key_of = _listener_key(group_by)
     live = _live_rows(split)
-    rolled = AccessLogDayListener.objects.filter(day__in=split.days)
+    listeners = AccessLogDayListener.objects.filter(day__in=split.days)
     listener = ("identity", "worker_sid")
     totals: dict[str, dict[str, Any]] = {}
     people: dict[str, set[str]] = {}
+    groups_of: dict[str, set[str]] = {}  # each player's groups
     for rows in (
-        rolled.values(*listener).annotate(**_rolled_figures()).order_by(),
+        listeners.values(*listener).annotate(**_rolled_figures()).order_by(),
         live.values(*listener).annotate(**_live_figures()).order_by(),
     ):
         keyed = [{**row, KEY: key_of(row["identity"], row["worker_sid"])} for row in rows]
@@ -553,18 +564,23 @@ def _report_rolled(
         for row in keyed:
             if row["plays"]:
                 people.setdefault(row[KEY], set()).add(row["identity"])
+                groups_of.setdefault(row["identity"], set()).add(row[KEY])
     ordered = sorted(totals.values(), key=_group_order)
     found = ordered if limit is None else ordered[:limit]
     truncated = limit is not None and len(ordered) > limit
     if not found:
         return _built(filters, group_by, found, {}, truncated)
     shown = [row[KEY] for row in found] if limit is not None else None
-    recordings = opened_distinct(split=split, key=_group_key_sql(group_by), keys=shown)
+    recordings = _recordings_per_group(
+        split=split, rolled=rolled, group_by=group_by, key_of=key_of, groups_of=groups_of
+    )
+    if recordings is None:
+        recordings = opened_distinct(split=split, key=_group_key_sql(group_by), keys=shown)
     for row in found:
         row["recordings"] = recordings.get(row[KEY], 0)
         row["people"] = len(people.get(row[KEY], ()))
     denials = (
-        rolled.filter(_DENIED).values(*listener, "reason_code").annotate(count=Sum("rows")),
+        listeners.filter(_DENIED).values(*listener, "reason_code").annotate(count=Sum("rows")),
         _live_denials(live, *listener),
     )
     reasons: dict[str, list[DenialCount]] = {}
@@ -578,6 +594,30 @@ def _report_rolled(
             filters,
         )
     return _built(filters, group_by, found, reasons, truncated)
+
+
+def _recordings_per_group(
+    *,
+    split: LogSplit,
+    rolled: RolledDays,
+    group_by: str,
+    key_of: Callable[[str, str], str],
+    groups_of: dict[str, set[str]],
+) -> dict[str, int] | None:
+    """The distinct recordings per group from the dashboard's span, or ``None`` when it
+    cannot tell: no current span of exactly these days, or (by team) a person who played
+    in two teams (as two workers), whose span counts cannot be split between them."""
+    span = span_current(split=split, rolled=rolled)
+    if span is None:
+        return None
+    if group_by == "person":
+        return span_opened_distinct(split=split, span=span, listener_key=key_of)
+    if any(len(groups) > 1 for groups in groups_of.values()):
+        return None
+    identity_key = {identity: next(iter(groups)) for identity, groups in groups_of.items()}
+    return span_opened_distinct(
+        split=split, span=span, listener_key=key_of, identity_key=identity_key
+    )
 
 
 def _listener_key(group_by: str) -> Callable[[str, str], str]:

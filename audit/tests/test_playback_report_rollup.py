@@ -230,6 +230,55 @@ def test_the_spans_first_recordings_are_the_days_first_recordings(
         assert recordings_ranked(split=split, limit=limit, span=span) == ranked, limit
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("group_by", ["person", "team"])
+def test_the_dashboards_span_gives_the_distinct_recordings_of_its_window(
+    monkeypatch, recording_factory, seed, group_by
+):
+    directory()
+    generated_log(monkeypatch, recording_factory, seed, unmeasured=False)
+    access_log_rollup(now=NOW)
+    filters = PERIODS["the default: the dashboard's 30 days"]
+    live = both(filters, group_by, None)[1]
+
+    def not_counted_over_the_days(**kwargs):
+        raise AssertionError("the span should have answered")
+
+    monkeypatch.setattr(report_selectors, "opened_distinct", not_counted_over_the_days)
+    for limit in (None, 2):
+        rolled = shown(playback_report(filters=filters, group_by=group_by, limit=limit))
+        assert rolled[0] == live[0][: limit or None]
+
+
+def test_a_person_who_played_in_two_teams_is_counted_over_the_days(
+    monkeypatch, recording_factory
+):
+    directory()
+    generated_log(monkeypatch, recording_factory, 1, unmeasured=False)
+    # Sam (Blue) also played as Alex's worker (Green) on a day of the span.
+    append(
+        monkeypatch,
+        NOW - timedelta(days=4),
+        identity=LISTENERS[0][0],
+        worker_sid=LISTENERS[1][1],
+        recording_sid=sid(950),
+    )
+    access_log_rollup(now=NOW)
+    filters = PERIODS["the default: the dashboard's 30 days"]
+    found = report_selectors._rolled_split(filters)
+    assert found is not None
+    rolled, live = both(filters, "team", None)
+    assert rolled == live
+    counted_over_the_days = []
+    monkeypatch.setattr(
+        report_selectors,
+        "opened_distinct",
+        lambda **kwargs: counted_over_the_days.append(1) or {},
+    )
+    playback_report(filters=filters, group_by="team", limit=None)
+    assert counted_over_the_days
+
+
 @pytest.mark.parametrize("group_by", ["person", "team", "recording"])
 def test_days_the_rollup_cannot_serve_are_read_from_the_log(
     monkeypatch, recording_factory, group_by
@@ -305,9 +354,9 @@ def test_the_rolled_up_reports_queries_do_not_grow_with_the_rows(
     before = count()
     generated_log(monkeypatch, recording_factory, 6, unmeasured=False)
     assert count() == before
-    # Savepoint, JIT off, release; rolled-up days; figures (rollup and log), distinct counts,
-    # denials (log and rollup), then the people's names, or the directory's teams once (a
-    # team needs no name). By recording: the span of those days (none here: they are not the
-    # dashboard's), the ranking, then the figures of the recordings shown (log), their
-    # denials (log and rollup) and their names.
-    assert before == {"person": 10, "team": 10, "recording": 10}[group_by]
+    # Savepoint, JIT off, release; rolled-up days; figures (rollup and log), the span of
+    # those days (none here: they are not the dashboard's), distinct counts, denials (log and
+    # rollup), then the people's names, or the directory's teams once (a team needs no name).
+    # By recording: the span, the ranking, then the figures of the recordings shown (log),
+    # their denials (log and rollup) and their names.
+    assert before == {"person": 11, "team": 11, "recording": 10}[group_by]
