@@ -412,14 +412,16 @@ def playback_report(
     The figures are the log's whichever way they are read. On PostgreSQL, a report of the
     whole centre (no person, team or recording filter) reads its whole rolled-up days from the
     daily rollup (``audit.rollups``; ``from_rollup=False`` reads the log alone) and the rest of
-    its period from the log: by person or team, each group's sums are the rollup's plus the
-    log's and the distinct counts one query over both; by recording, the rollup ranks the
-    recordings and the log gives the shown ones' figures (a filtered report, or one by
-    recording of fewer groups than ``limit``, reads the log: its rows are few, or its order
-    needs groups the rollup does not rank). Otherwise three queries whatever the log holds:
-    the figures per group, the denials per group and reason, and the names of the groups.
-    A team filter or grouping also reads the directory's teams, and on PostgreSQL one more
-    statement sets the transaction's JIT and memory (:func:`_report_settings`).
+    its period from the log: by person or team (:func:`_report_rolled`), each group's sums are
+    the rollup's plus the log's, and its distinct recordings come from the dashboard's span
+    when the days are its own, else from one query over the days' pairs and the live opens;
+    by recording (:func:`_report_ranked`), the rollup (or the span) ranks the recordings and
+    the log gives the shown ones' figures. A filtered report, or one by recording of fewer
+    groups than ``limit``, reads the log: its rows are few, or its order needs groups the
+    rollup does not rank. From the log alone, three queries whatever it holds: the figures per
+    group, the denials per group and reason, and the names of the groups. A team filter or
+    grouping also reads the directory's teams, and on PostgreSQL one more statement sets the
+    transaction's JIT and memory (:func:`_report_settings`).
     """
     if group_by not in GROUPINGS:
         raise ValueError(f"unknown grouping {group_by!r}")
