@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import json
+import signal
+import socket
 from datetime import timedelta
 
 import pytest
@@ -258,6 +260,41 @@ def test_redis_down_means_asking_twilio_every_time_not_failing(client, fake_twil
         assert ask(client, recording.sid, token).status_code == 200
     assert fake_twilio.count("POST", VALIDATE) == 2
     assert AccessLog.objects.filter(outcome="allowed").count() == 2
+
+
+def test_a_hung_redis_is_waited_for_briefly_then_twilio_is_asked(
+    client, fake_twilio, rule, settings
+):
+    # The cache waits on Redis at most REDIS_CACHE_TIMEOUT_SECONDS per connection or answer
+    # (redis-py's own default is 5 s each: a get and a set cost a player 10 s).
+    options = settings.CACHES["default"]["OPTIONS"]
+    assert options["socket_timeout"] == settings.REDIS_CACHE_TIMEOUT_SECONDS
+    assert options["socket_connect_timeout"] == settings.REDIS_CACHE_TIMEOUT_SECONDS
+    # A server that takes connections and never answers: Redis hung. The cache keeps its
+    # production options; only the address changes.
+    with socket.create_server(("127.0.0.1", 0)) as hung:
+        settings.CACHES = {
+            "default": {
+                **settings.CACHES["default"],
+                "LOCATION": f"redis://127.0.0.1:{hung.getsockname()[1]}/0",
+            }
+        }
+        recording, _ = local_recording()
+        token = flex_token(fake_twilio)
+
+        def hanging(signum, frame):
+            raise AssertionError("the request is still waiting on the hung Redis")
+
+        previous = signal.signal(signal.SIGALRM, hanging)
+        signal.alarm(20)  # turns a hang into a failure
+        try:
+            answer = ask(client, recording.sid, token)
+        finally:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, previous)
+    assert answer.status_code == 200
+    assert fake_twilio.count("POST", VALIDATE) == 1
+    assert AccessLog.objects.filter(outcome="allowed", recording_sid=recording.sid).count() == 1
 
 
 def test_colon_in_token_survives_basic_auth(client, fake_twilio, rule):
