@@ -135,6 +135,7 @@ REASON_LABELS: dict[str, str] = {
     "bad_otp": "wrong authenticator code",
     "not_staff": "not a staff account",
     "locked_out": "refused: address locked out",
+    "throttle_unavailable": "refused: failed logins could not be counted (cache down)",
     "lockout": "address locked out after failed logins",
     # rules, configuration, retention
     "rule_created": "rule created",

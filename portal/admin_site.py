@@ -34,6 +34,7 @@ from django.shortcuts import render
 from django.urls import URLPattern, URLResolver
 from django_otp.admin import OTPAdminAuthenticationForm
 from django_otp.plugins.otp_totp.models import TOTPDevice
+from redis.exceptions import RedisError
 
 
 class StaffAuthenticationForm(AdminAuthenticationForm):
@@ -162,6 +163,15 @@ class ComplianceAdminSite(AdminSite):
         is_verified = getattr(request.user, "is_verified", None)
         return callable(is_verified) and bool(is_verified())
 
+    def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        """Django's login page, or :func:`login_unavailable` when the login throttle's store
+        (the cache's Redis) does not answer: no password is checked while failures cannot be
+        counted (fail closed), and the attempt is logged, instead of a server error."""
+        try:
+            return super().login(request, extra_context)
+        except RedisError:
+            return login_unavailable(request)
+
     def admin_view(self, view: _View, cacheable: bool = False) -> _View:
         """Django's wrapper (permission check, no caching), around a view that refuses NUL in
         its parameters with a clear 400 (:func:`nul_refused`): on every admin page."""
@@ -189,6 +199,36 @@ class ComplianceAdminSite(AdminSite):
             pattern for urls in self._extra_urls for pattern in urls(self)
         ]
         return extra + super().get_urls()
+
+
+# Seconds an officer is asked to wait when the login throttle cannot count failures.
+LOGIN_UNAVAILABLE_RETRY_SECONDS = 30
+
+
+def login_unavailable(request: HttpRequest) -> HttpResponse:
+    """``503`` and a page saying that sign-in is unavailable for now, when django-axes cannot
+    reach its counts (the cache's Redis is down or does not answer).
+
+    A posted attempt is announced with Django's ``user_login_failed`` signal, reason
+    ``throttle_unavailable``, so the access log records it (``audit.staff_logins``); sent
+    robustly, as django-axes' own receiver fails the same way. Only the username travels.
+    """
+    if request.method == "POST":
+        user_login_failed.send_robust(
+            sender=ComplianceAdminSite,
+            credentials={"username": str(request.POST.get("username", ""))[:150]},
+            request=request,
+            reason="throttle_unavailable",
+        )
+    context = {
+        "site_header": ComplianceAdminSite.site_header,
+        "site_title": ComplianceAdminSite.site_title,
+        "title": "Sign-in unavailable",
+        "retry_seconds": LOGIN_UNAVAILABLE_RETRY_SECONDS,
+    }
+    response = render(request, "admin/login_unavailable.html", context, status=503)
+    response["Retry-After"] = str(LOGIN_UNAVAILABLE_RETRY_SECONDS)
+    return response
 
 
 def login_locked_out(

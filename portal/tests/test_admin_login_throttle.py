@@ -11,6 +11,7 @@ from datetime import timedelta
 
 import pytest
 import redis
+from axes.handlers.proxy import AxesProxyHandler
 from django.conf import settings as django_settings
 from django.test import Client
 from django.urls import reverse
@@ -260,3 +261,37 @@ def test_no_password_or_code_reaches_a_log_a_row_or_the_cache(officer, otp_requi
         assert secret not in caplog.text
         assert secret not in stored
         assert secret not in cached
+
+
+@pytest.fixture
+def throttle_store_down(settings):
+    """The cache's Redis is down: django-axes cannot read or count failures. Its handler
+    keeps the cache it was built with, so it is built again on each change."""
+    working = settings.CACHES
+    settings.CACHES = {"default": {**working["default"], "LOCATION": "redis://127.0.0.1:1/0"}}
+    AxesProxyHandler.get_implementation(force=True)
+    yield
+    settings.CACHES = working
+    AxesProxyHandler.get_implementation(force=True)
+
+
+def test_while_the_throttle_cannot_count_no_password_is_checked_and_each_attempt_is_logged(
+    officer, throttle_store_down
+):
+    client = Client()
+    assert client.get(reverse("admin:login")).status_code == 200  # the page itself is there
+    for password in (WRONG_PASSWORD, PASSWORD):
+        answer = login(client, STRANGER_IP, password=password)
+        page = answer.content.decode()
+        assert answer.status_code == 503
+        assert answer["Retry-After"] == "30"
+        assert "Sign-in is unavailable for now" in page
+        assert PASSWORD not in page
+        assert WRONG_PASSWORD not in page
+    # Not signed in, even with the right password: fail closed.
+    assert client.get(reverse("admin:index")).status_code == 302
+    rows = login_rows()
+    assert [(row.outcome, row.reason_code, row.identity) for row in rows] == [
+        (AccessOutcome.DENIED, "throttle_unavailable", "admin:officer")
+    ] * 2
+    assert all(row.client_ip == STRANGER_IP for row in rows)
