@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -28,6 +29,7 @@ from audit.models import AccessOutcome
 from recordings.analysis import store
 from recordings.integrations import storage
 from recordings.lifecycle import retention
+from recordings.lifecycle.lock_release import lock_release
 from recordings.models import (
     AnalysisState,
     HoldDerivedLock,
@@ -230,59 +232,18 @@ def derived_locks_release(*, hold_id: int, context: Mapping[str, Any] | None = N
             "version": row.version_id,
             "derived": item.name,
         }
-        keeper = _kept_by(row, others)
-        if keeper is not None:
-            run.kept += 1
-            _record(
-                hold=hold,
-                item=item,
-                bucket=row.bucket,
-                state=HoldLockState.RELEASED,
-                error=f"S3 lock kept: still held by {keeper}",
-            )
-            retention.hold_recording_audit(
-                hold=hold,
-                recording=row.recording,
-                reason_code="lock_kept",
-                detail={**where, "status": "ON", "kept_by": keeper.pk},
-                context=context,
-            )
-            continue
-        try:
-            storage.object_legal_hold_set(
-                bucket=row.bucket, key=row.key, on=False, version_id=row.version_id
-            )
-        except storage.StorageError as exc:
-            run.failed += 1
-            _record(
-                hold=hold,
-                item=item,
-                bucket=row.bucket,
-                state=HoldLockState.FAILED,
-                error=f"clearing the lock: {exc}",
-                failed=True,
-            )
-            retention.hold_recording_audit(
-                hold=hold,
-                recording=row.recording,
-                reason_code="lock_failed",
-                outcome=AccessOutcome.ERROR,
-                detail={**where, "status": "OFF", "error": storage.storage_error_reason(exc)},
-                context=context,
-            )
-            if isinstance(exc, storage.StorageUnavailable):
-                run.stopped = str(exc)
-                break
-            continue
-        run.released += 1
-        _record(hold=hold, item=item, bucket=row.bucket, state=HoldLockState.RELEASED)
-        retention.hold_recording_audit(
+        record = partial(_record, hold=hold, item=item, bucket=row.bucket)
+        if not lock_release(
             hold=hold,
+            row=row,
             recording=row.recording,
-            reason_code="lock_off",
-            detail={**where, "status": "OFF"},
+            keeper=_kept_by(row, others),
+            where=where,
+            record=record,
+            run=run,
             context=context,
-        )
+        ):
+            break
     return run
 
 

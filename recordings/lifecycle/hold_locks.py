@@ -31,6 +31,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -42,6 +43,7 @@ from audit.models import AccessOutcome
 from recordings import jobs
 from recordings.integrations import storage
 from recordings.lifecycle import hold_derived_locks, retention
+from recordings.lifecycle.lock_release import lock_release
 from recordings.models import (
     HoldDerivedLock,
     HoldLockState,
@@ -360,56 +362,18 @@ def hold_locks_release(
         recording = row.recording
         where = {"bucket": row.bucket, "object": row.key, "version": row.version_id}
         keeper = retention.recording_is_held(recording, holds=others)
-        if keeper is not None:
-            run.kept += 1
-            _record(
-                hold=hold,
-                recording=recording,
-                state=HoldLockState.RELEASED,
-                error=f"S3 lock kept: still held by {keeper}",
-            )
-            retention.hold_recording_audit(
-                hold=hold,
-                recording=recording,
-                reason_code="lock_kept",
-                detail={**where, "status": "ON", "kept_by": keeper.pk},
-                context=context,
-            )
-            continue
-        try:
-            storage.object_legal_hold_set(
-                bucket=row.bucket, key=row.key, on=False, version_id=row.version_id
-            )
-        except storage.StorageError as exc:
-            run.failed += 1
-            _record(
-                hold=hold,
-                recording=recording,
-                state=HoldLockState.FAILED,
-                error=f"clearing the lock: {exc}",
-                failed=True,
-            )
-            retention.hold_recording_audit(
-                hold=hold,
-                recording=recording,
-                reason_code="lock_failed",
-                outcome=AccessOutcome.ERROR,
-                detail={**where, "status": "OFF", "error": storage.storage_error_reason(exc)},
-                context=context,
-            )
-            if isinstance(exc, storage.StorageUnavailable):
-                run.stopped = str(exc)
-                break
-            continue
-        run.released += 1
-        _record(hold=hold, recording=recording, state=HoldLockState.RELEASED)
-        retention.hold_recording_audit(
+        record = partial(_record, hold=hold, recording=recording)
+        if not lock_release(
             hold=hold,
+            row=row,
             recording=recording,
-            reason_code="lock_off",
-            detail={**where, "status": "OFF"},
+            keeper=keeper,
+            where=where,
+            record=record,
+            run=run,
             context=context,
-        )
+        ):
+            break
     if not run.stopped:
         derived = hold_derived_locks.derived_locks_release(hold_id=hold.pk, context=context)
         run.released += derived.released
