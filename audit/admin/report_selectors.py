@@ -641,7 +641,9 @@ def _group_key_sql(group_by: str) -> GroupKey:
     """:func:`_group_key` as SQL over a row ``opened`` (``identity``, ``worker_sid``), for the
     rollup's distinct counts (``audit.rollups.opened_distinct``). A team is found as
     :func:`team_directory` finds it, by joining the directory: by worker SID, else by the
-    identity's current worker, then the most recently synced."""
+    identity's current worker, then the most recently synced. A join rather than
+    :func:`_listener_team`'s JSON lookups: those cost more per pair than the join over a
+    month's half a million pairs (``bench/admin_scale.py``)."""
     if group_by == "person":
         return GroupKey(sql.SQL("opened.identity"))
     workers = sql.Identifier(FlexWorker._meta.db_table)
